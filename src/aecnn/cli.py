@@ -1,0 +1,166 @@
+"""The ``aecnn`` command line. Every entry point is ``main(argv=None)``.
+
+Errors a user can cause (wrong path, unknown model, corrupt checkpoint, ...) are printed as
+one line, ``aecnn: error: ...``, with exit status 2; never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+from aecnn.errors import AecnnError
+
+DEMO_CONFIG = "configs/demo.yaml"
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config file (see configs/)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set optim.lr=0.05 (repeatable)")
+    p.add_argument("--data", help="Caltech-101 root (default: $AECNN_DATA or the shared copy)")
+    p.add_argument("--model", help="backbone name (see `aecnn models`)")
+    p.add_argument("--weights", help="none | imagenet | PATH")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--input-size", type=int)
+    p.add_argument("--subset", type=int, help="training images per class (quick runs)")
+    p.add_argument("--out", help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _train_config(args: argparse.Namespace):
+    from aecnn.config import load_config
+    from aecnn.training import TrainConfig
+
+    flags = {"data.root": args.data, "model.name": args.model, "model.weights": args.weights,
+             "optim.epochs": args.epochs, "data.input_size": args.input_size,
+             "data.subset": args.subset, "out": args.out}
+    overrides = list(args.overrides) + [f"{k}={v}" for k, v in flags.items() if v is not None]
+    return load_config(TrainConfig, args.config, overrides)
+
+
+def cmd_train_baseline(args: argparse.Namespace) -> int:
+    from aecnn.training import train_baseline
+
+    cfg = _train_config(args)
+    rec = train_baseline(cfg, resume=args.resume, progress=not args.no_progress)
+    print(f"{rec['model']} @ {rec['input_size']}px: test top-1 {rec['test_top1']:.2f}% "
+          f"top-5 {rec['test_top5']:.2f}% (n={rec['n_test']}); record: {cfg.out}/result.json")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from aecnn.evaluation import evaluate_checkpoint
+
+    res = evaluate_checkpoint(args.checkpoint, args.split, args.data, not args.no_progress)
+    print(f"{res['model']} {res['split']}: top-1 {res['top1']:.2f}% top-5 {res['top5']:.2f}% "
+          f"(n={res['n']})")
+    if args.json:
+        from aecnn.records import write_record
+
+        write_record(args.json, {"kind": "evaluation", **res})
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from aecnn.models import get_spec, list_models
+
+    names = [args.name] if args.name else list_models()
+    for name in names:
+        spec = get_spec(name)
+        print(f"{name}: {len(spec.split_points)} split points")
+        if args.name or args.verbose:
+            for p in spec.split_points:
+                c, h, w = p.shape(args.input_size)
+                print(f"  l={p.index:<3d} {p.name:<12s} {c:5d} x {h:3d} x {w:3d}  "
+                      f"(stride {p.reduction}, emitted by {p.module})")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from aecnn.data import load_or_make, resolve_root
+    from aecnn.data.caltech101 import download
+
+    if args.action == "download":
+        print(f"Caltech-101 ready at {download(args.to)}")
+        return 0
+    root = resolve_root(args.data)
+    m = load_or_make(args.manifest, root, args.seed)
+    print(f"Caltech-101 at {root}: {len(m.classes)} classes; train {len(m.train)}, "
+          f"val {len(m.val)}, test {len(m.test)} images (seed {m.seed}, digest {m.digest()}); "
+          f"manifest {args.manifest}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from aecnn.config import load_config
+    from aecnn.training import TrainConfig, train_baseline
+
+    cfg = load_config(TrainConfig, args.config, args.overrides)
+    if Path(cfg.out).exists():
+        shutil.rmtree(cfg.out)
+    rec = train_baseline(cfg, progress=not args.no_progress)
+    print(f"demo: {rec['model']} trained {rec['epochs']} epochs on {rec['n_train']} images "
+          f"({cfg.data.subset}/class, {rec['input_size']}px) in {rec['seconds']:.0f}s; "
+          f"test top-1 {rec['test_top1']:.2f}%, top-5 {rec['test_top5']:.2f}% on "
+          f"{rec['n_test']} images. Record: {cfg.out}/result.json")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aecnn", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train-baseline", help="train a backbone on Caltech-101")
+    _add_train_args(p)
+    p.set_defaults(func=cmd_train_baseline)
+
+    p = sub.add_parser("evaluate", help="top-1/top-5 of a checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--data")
+    p.add_argument("--json", help="also write the result to this JSON file")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("models", help="list backbones and their split points")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("data", help="dataset: show the split, or download")
+    p.add_argument("action", choices=("info", "download"))
+    p.add_argument("--data")
+    p.add_argument("--to", default="data", help="download target folder")
+    p.add_argument("--manifest", default="configs/splits/caltech101_seed0.json")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("demo", help="the main job on the default data (make demo)")
+    p.add_argument("--config", default=DEMO_CONFIG)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except AecnnError as exc:
+        print(f"aecnn: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aecnn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""The training loop shared by every stage: deterministic epochs, checkpoints, exact resume.
+
+Determinism: each epoch re-seeds the shuffling generator and the global RNGs from
+``(seed, epoch)``, so a run resumed from the checkpoint of epoch k replays epochs k+1... as
+an uninterrupted run would, with no RNG state kept in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from aecnn.errors import CheckpointError
+from aecnn.training.checkpoint import load_checkpoint, save_checkpoint
+from aecnn.training.config import OptimConfig
+
+# Keys that may differ between a run and its resumption (they do not change the result).
+_RESUME_FREE = {"out", "device", "threads", "data.workers", "data.root", "data.cache"}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_loader(ds: Dataset, batch_size: int, workers: int, shuffle: bool = False,
+                seed: int = 0, device: torch.device | None = None) -> DataLoader:
+    g = torch.Generator().manual_seed(seed)
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+                      generator=g, drop_last=False,
+                      pin_memory=device is not None and device.type == "cuda")
+
+
+@dataclass
+class RunOptions:
+    """How to run (not what): device, precision, memory format, progress."""
+
+    device: torch.device
+    amp: bool = True
+    channels_last: bool = True
+    progress: bool = True
+
+    def autocast(self):
+        if self.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, loader: DataLoader, opts: RunOptions,
+                   desc: str = "eval") -> dict[str, float]:
+    """Top-1, top-5 (in %) and mean cross-entropy of ``model`` over ``loader``."""
+    model.eval()
+    n = correct1 = correct5 = 0
+    loss = 0.0
+    for x, y in tqdm(loader, desc=desc, leave=False, disable=not opts.progress, unit="batch"):
+        x, y = opts.to_device(x), y.to(opts.device)
+        with opts.autocast():
+            logits = model(x).float()
+        loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        correct1 += (top[:, 0] == y).sum().item()
+        correct5 += (top == y[:, None]).any(dim=1).sum().item()
+        n += len(y)
+    return {"top1": 100.0 * correct1 / max(n, 1), "top5": 100.0 * correct5 / max(n, 1),
+            "loss": loss / max(n, 1), "n": n}
+
+
+def make_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if cfg.name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig,
+                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step linear warm-up then cosine decay to zero."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warm = cfg.warmup_epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_resumable(saved: dict, current: dict) -> None:
+    """Refuse to resume a run under a config that would change its result."""
+    a, b = _flat(saved), _flat(current)
+    diff = sorted(k for k in set(a) | set(b) if k not in _RESUME_FREE and a.get(k) != b.get(k))
+    if diff:
+        k = diff[0]
+        raise CheckpointError(f"cannot resume: config {k} was {a.get(k)!r}, now {b.get(k)!r}")
+
+
+def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig,
+        out: Path, opts: RunOptions, *, seed: int, batch_size: int, eval_batch_size: int,
+        workers: int, config: dict, meta: dict, resume: bool = False,
+        desc: str = "train") -> list[dict]:
+    """Train ``model`` for ``optim.epochs`` epochs, checkpointing every epoch.
+
+    Writes ``out/last.pt`` (everything needed to resume), ``out/best.pt`` (weights with the
+    best validation top-1) and ``out/metrics.json`` (per-epoch history). With ``resume`` the
+    run continues after the last completed epoch; without it an existing run is an error.
+
+    Returns:
+        The per-epoch history (dicts of train and validation metrics).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    last = out / "last.pt"
+    model.to(opts.device)
+    if opts.channels_last:
+        model.to(memory_format=torch.channels_last)
+    criterion = nn.CrossEntropyLoss(label_smoothing=optim.label_smoothing)
+    opt = make_optimizer(model.parameters(), optim)
+    steps = math.ceil(len(train_ds) / batch_size)
+    sched = make_scheduler(opt, optim, steps)
+    history: list[dict] = []
+    best = -1.0
+    start = 0
+    if last.exists():
+        if not resume:
+            raise CheckpointError(f"{out} already holds a run: pass --resume to continue it, "
+                                  "or choose another output folder")
+        ckpt = load_checkpoint(last, ("model", "optimizer", "scheduler", "epoch", "config"))
+        check_resumable(ckpt["config"], config)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        start, history, best = ckpt["epoch"], list(ckpt["history"]), ckpt["best_top1"]
+    val_loader = make_loader(val_ds, eval_batch_size, workers, device=opts.device)
+    for epoch in range(start, optim.epochs):
+        t0 = time.perf_counter()
+        seed_everything(seed * 100_003 + epoch)
+        loader = make_loader(train_ds, batch_size, workers, shuffle=True,
+                             seed=seed * 100_003 + epoch, device=opts.device)
+        model.train()
+        n, correct, total_loss = 0, 0, 0.0
+        bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{optim.epochs}", leave=False,
+                   disable=not opts.progress, unit="batch")
+        for x, y in bar:
+            x, y = opts.to_device(x), y.to(opts.device)
+            with opts.autocast():
+                logits = model(x)
+                loss = criterion(logits.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            n += len(y)
+            total_loss += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            bar.set_postfix(loss=f"{total_loss / n:.3f}", acc=f"{100 * correct / n:.1f}")
+        val = evaluate_model(model, val_loader, opts, desc="val")
+        row = {"epoch": epoch + 1, "train_loss": total_loss / max(n, 1),
+               "train_top1": 100.0 * correct / max(n, 1), "val_top1": val["top1"],
+               "val_top5": val["top5"], "val_loss": val["loss"],
+               "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+        history.append(row)
+        if val["top1"] > best:
+            best = val["top1"]
+            save_checkpoint(out / "best.pt", {"model": model.state_dict(), "config": config,
+                                              "epoch": epoch + 1, "val": val, **meta})
+        save_checkpoint(last, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                               "scheduler": sched.state_dict(), "epoch": epoch + 1,
+                               "history": history, "best_top1": best, "config": config,
+                               **meta})
+        (out / "metrics.json").write_text(json.dumps({"history": history}, indent=1) + "\n")
+        if opts.progress:
+            tqdm.write(f"{desc} epoch {epoch + 1}/{optim.epochs}: loss {row['train_loss']:.3f} "
+                       f"train {row['train_top1']:.1f}% val {val['top1']:.2f}% "
+                       f"({row['seconds']:.0f}s)")
+    return history
