@@ -111,6 +111,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if args.what == "codec":
+        from aecnn.benchmarks.codec import render_markdown, run_codec_bench
+
+        rec = run_codec_bench(args.checkpoint, out, args.images, progress=not args.no_progress)
+        print(render_markdown(rec))
+    else:
+        from aecnn.compression.fuzz import run_fuzz
+        from aecnn.records import write_record
+
+        rep = run_fuzz(args.cases, args.seed)
+        write_record(out / "fuzz.json", {"kind": "wire-fuzz", **rep.__dict__})
+        print(f"{rep.cases} mutated packets: {rep.parsed} parsed, {rep.decoded} decoded, "
+              f"errors {rep.errors}, slowest {1e3 * rep.max_seconds:.1f} ms, "
+              f"{len(rep.escaped)} undocumented exceptions")
+        return 1 if rep.escaped else 0
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aecnn", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -140,6 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", default="configs/splits/caltech101_seed0.json")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("bench", help="benchmarks that write records under results/")
+    p.add_argument("what", choices=("codec", "fuzz"))
+    p.add_argument("--checkpoint", help="trained ResNet-50 checkpoint for real features")
+    p.add_argument("--images", type=int, default=4)
+    p.add_argument("--cases", type=int, default=100_000, help="fuzz: mutated packets")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="results/codec")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="the main job on the default data (make demo)")
     p.add_argument("--config", default=DEMO_CONFIG)

@@ -1,0 +1,1 @@
+"""Benchmarks: long measurements that write JSON records and tables under ``results/``."""

@@ -1,0 +1,145 @@
+"""The feature codec: split tensor -> quantise -> entropy code -> :class:`Packet`, and back.
+
+``auto`` picks, per tensor, the coder that minimises the latency model's
+``t_enc + t_com + t_dec`` for a given uplink rate (the paper's rule "no entropy coding when
+the communication time it saves is less than the coding time", generalised to several
+coders). Sizes are estimated from the symbols' empirical entropies, times from a
+:class:`CoderProfile` (throughputs measured by ``aecnn bench codec``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from aecnn.compression.entropy import CODERS, CODERS_BY_ID, get_coder
+from aecnn.compression.errors import PayloadError
+from aecnn.compression.quantize import DType, QuantSpec, dequantize, quantize
+from aecnn.compression.wire import Packet, PacketHeader
+
+
+def _entropy_bits(symbols: np.ndarray, levels: int) -> float:
+    """Total memoryless entropy of ``symbols`` in bits."""
+    counts = np.bincount(symbols.ravel(), minlength=levels)
+    p = counts[counts > 0] / symbols.size
+    return float(-(p * np.log2(p)).sum() * symbols.size)
+
+
+@dataclass(frozen=True)
+class CoderProfile:
+    """Encode and decode throughput (symbols per second) of each coder on the device and
+    server. The defaults are this project's measurements at 4 bits on a 2-core x86 CPU,
+    single thread (``results/codec/``); pass your own for other hardware."""
+
+    encode: dict[str, float] = field(default_factory=lambda: {
+        "none": 2e9, "zstd": 2e8, "memoryless": 6e7, "per-channel": 6e7, "context": 2e7})
+    decode: dict[str, float] = field(default_factory=lambda: {
+        "none": 1e9, "zstd": 5e8, "memoryless": 4e7, "per-channel": 4e7, "context": 1e7})
+
+    def estimate_bits(self, coder: str, symbols: np.ndarray, levels: int) -> float:
+        """Payload size estimate: exact for ``none``, entropy bounds for the rest."""
+        n = symbols.size
+        if coder == "none":
+            return n * max(1, (levels - 1).bit_length())
+        if coder == "per-channel":
+            return sum(_entropy_bits(s, levels) for s in symbols)
+        if coder == "memoryless":
+            return _entropy_bits(symbols, levels)
+        return float("inf")  # zstd and context: no cheap estimate, not chosen by auto
+
+    def choose(self, symbols: np.ndarray, levels: int, rate_bps: float) -> str:
+        """The coder with the least predicted ``t_enc + bits / rate + t_dec``."""
+        def cost(name: str) -> float:
+            n = symbols.size
+            return (n / self.encode[name] + self.estimate_bits(name, symbols, levels) / rate_bps
+                    + n / self.decode[name])
+
+        return min(("none", "memoryless", "per-channel"), key=cost)
+
+
+@dataclass(frozen=True)
+class EncodeStats:
+    """What one encode cost: seconds per step and the bytes produced."""
+
+    quantize_s: float
+    code_s: float
+    payload_bytes: int
+    packet_bytes: int
+    coder: str
+
+
+class FeatureCodec:
+    """Encoder/decoder of the kept channels of one split tensor.
+
+    Args:
+        quant: e.g. ``"float32"``, ``"float16"``, ``"uint8"``, ``"uint4c"``.
+        coder: a name from :data:`aecnn.compression.entropy.CODERS`, or ``"auto"``.
+        rate_bps: uplink rate that ``auto`` optimises for.
+    """
+
+    def __init__(self, quant: str | QuantSpec = "uint8", coder: str = "memoryless",
+                 rate_bps: float = 10e6, profile: CoderProfile | None = None) -> None:
+        self.quant = quant if isinstance(quant, QuantSpec) else QuantSpec.parse(quant)
+        if coder != "auto":
+            get_coder(coder)
+        self.coder, self.rate_bps = coder, rate_bps
+        self.profile = profile or CoderProfile()
+
+    def encode(self, x: torch.Tensor | np.ndarray, indices: tuple[int, ...] | None = None,
+               channels: int | None = None, model: str = "", split: str = ""
+               ) -> tuple[Packet, EncodeStats]:
+        """Encode ``x`` of shape ``(K, H, W)`` or ``(1, K, H, W)``: the kept channels
+        ``indices`` (default: all) of a split tensor with ``channels`` channels."""
+        t0 = time.perf_counter()
+        arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        if arr.ndim == 4 and arr.shape[0] == 1:
+            arr = arr[0]
+        k = arr.shape[0]
+        indices = tuple(range(k)) if indices is None else tuple(int(i) for i in indices)
+        symbols, lo, step = quantize(arr, self.quant)
+        t1 = time.perf_counter()
+        name = (self.profile.choose(symbols, self.quant.levels, self.rate_bps)
+                if self.coder == "auto" else self.coder)
+        payload = CODERS[name].encode(symbols, self.quant.levels)
+        t2 = time.perf_counter()
+        uint = self.quant.dtype == DType.UINT
+        header = PacketHeader(
+            model=model, split=split, channels=channels or k, height=arr.shape[1],
+            width=arr.shape[2], indices=indices, dtype=self.quant.dtype,
+            bits=self.quant.bits if uint else 0, coder=CODERS[name].id,
+            qparams=(2 if self.quant.per_channel else 1) if uint else 0,
+            lo=tuple(float(v) for v in lo), step=tuple(float(v) for v in step))
+        packet = Packet(header, payload)
+        return packet, EncodeStats(t1 - t0, t2 - t1, len(payload),
+                                   len(packet.to_bytes()), name)
+
+
+def decode_packet(packet: Packet) -> torch.Tensor:
+    """Payload -> float32 tensor of the kept shape ``(K, H, W)``.
+
+    Raises:
+        PayloadError: the payload does not decode to the declared shape.
+    """
+    h = packet.header
+    spec = QuantSpec(h.dtype, h.bits if h.dtype == DType.UINT else 0)
+    shape = h.kept_shape
+    sym_shape = shape if h.dtype == DType.UINT else (
+        shape[0], shape[1], shape[2] * (4 if h.dtype == DType.FLOAT32 else 2))
+    symbols = CODERS_BY_ID[h.coder].decode(packet.payload, sym_shape, spec.levels)
+    if symbols.shape != sym_shape:
+        raise PayloadError(f"payload decoded to {symbols.shape}, expected {sym_shape}")
+    values = dequantize(symbols, spec, np.asarray(h.lo, np.float32),
+                        np.asarray(h.step, np.float32), shape)
+    if not np.isfinite(values).all():
+        raise PayloadError("payload decodes to NaN or infinite values")
+    return torch.from_numpy(values)
+
+
+def scatter_channels(kept: torch.Tensor, header: PacketHeader) -> torch.Tensor:
+    """Place the kept channels ``(K, H, W)`` at their indices in a zero ``(C, H, W)``."""
+    full = torch.zeros(header.full_shape, dtype=kept.dtype)
+    full[list(header.indices)] = kept
+    return full

@@ -1,0 +1,101 @@
+"""Quantisation of split tensors: float32, float16, or uniform n-bit integers.
+
+Integer quantisation maps each value to ``q = round((x - lo) / step)`` with
+``step = (hi - lo) / (2**bits - 1)``, per tensor or per channel; ``lo`` and ``step`` travel in
+the packet, so ``|dequantize(quantize(x)) - x| <= step / 2``. Post-ReLU features are
+non-negative, so ``lo`` is usually 0 and the whole grid covers the used range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+from aecnn.errors import AecnnError
+
+
+class DType(IntEnum):
+    """How elements are represented before entropy coding (a wire-format field)."""
+
+    FLOAT32 = 0
+    FLOAT16 = 1
+    UINT = 2
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """What quantisation to apply: ``dtype`` and, for ``UINT``, ``bits`` and granularity."""
+
+    dtype: DType = DType.UINT
+    bits: int = 8
+    per_channel: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dtype == DType.UINT and not 1 <= self.bits <= 8:
+            raise AecnnError(f"integer quantisation takes 1 to 8 bits, not {self.bits}")
+
+    @property
+    def levels(self) -> int:
+        """Alphabet size of the symbols handed to the entropy coder."""
+        return 2**self.bits if self.dtype == DType.UINT else 256
+
+    @staticmethod
+    def parse(text: str) -> QuantSpec:
+        """``"float32"``, ``"float16"``, ``"uint8"``, ``"uint4"``, ``"uint4c"`` (per channel)."""
+        if text in ("float32", "float16"):
+            return QuantSpec(DType.FLOAT32 if text == "float32" else DType.FLOAT16, 0)
+        if text.startswith("uint"):
+            body = text[4:]
+            per_channel = body.endswith("c")
+            try:
+                return QuantSpec(DType.UINT, int(body.rstrip("c")), per_channel)
+            except ValueError:
+                pass
+        raise AecnnError(f"unknown quantisation {text!r}: float32, float16, uintN or uintNc")
+
+    def __str__(self) -> str:
+        if self.dtype != DType.UINT:
+            return self.dtype.name.lower()
+        return f"uint{self.bits}{'c' if self.per_channel else ''}"
+
+
+def quantize(x: np.ndarray, spec: QuantSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Quantise ``x`` of shape ``(C, H, W)``.
+
+    Returns:
+        ``symbols``: uint8 array; ``(C, H, W)`` for ``UINT``, or the raw little-endian bytes of
+        the floats reshaped to ``(C, H, W * itemsize)`` for float dtypes.
+        ``lo``, ``step``: float32 arrays of shape ``(C,)`` (per channel), ``(1,)`` (per
+        tensor) or ``(0,)`` (float dtypes).
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 3:
+        raise AecnnError(f"expected a (C, H, W) tensor, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise AecnnError("tensor holds NaN or infinite values")
+    empty = np.zeros(0, np.float32)
+    if spec.dtype != DType.UINT:
+        dt = "<f4" if spec.dtype == DType.FLOAT32 else "<f2"
+        raw = np.ascontiguousarray(x.astype(dt)).view(np.uint8)
+        return raw.reshape(x.shape[0], x.shape[1], -1), empty, empty
+    axes = (1, 2) if spec.per_channel else None
+    lo = x.min(axis=axes).reshape(-1).astype(np.float32)
+    hi = x.max(axis=axes).reshape(-1).astype(np.float32)
+    step = ((hi - lo) / (spec.levels - 1)).astype(np.float32)
+    step = np.where(step > 0, step, np.float32(1.0)).astype(np.float32)
+    shape = (-1, 1, 1)
+    q = np.rint((x - lo.reshape(shape)) / step.reshape(shape))
+    return np.clip(q, 0, spec.levels - 1).astype(np.uint8), lo, step
+
+
+def dequantize(symbols: np.ndarray, spec: QuantSpec, lo: np.ndarray, step: np.ndarray,
+               shape: tuple[int, int, int]) -> np.ndarray:
+    """Inverse of :func:`quantize`: float32 array of ``shape`` ``(C, H, W)``."""
+    if spec.dtype != DType.UINT:
+        dt = "<f4" if spec.dtype == DType.FLOAT32 else "<f2"
+        return np.ascontiguousarray(symbols).view(dt).astype(np.float32).reshape(shape)
+    with np.errstate(over="ignore", invalid="ignore"):  # hostile parameters: caller checks
+        out = symbols.astype(np.float32) * step.reshape(-1, 1, 1) + lo.reshape(-1, 1, 1)
+    return out.reshape(shape).astype(np.float32)

@@ -1,0 +1,126 @@
+"""Quantisation bounds and bit-exact round trips of every coder (property-based)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from aecnn.compression import (
+    CODERS,
+    CoderProfile,
+    FeatureCodec,
+    Packet,
+    QuantSpec,
+    decode_packet,
+    dequantize,
+    empirical_entropy,
+    quantize,
+    scatter_channels,
+)
+from aecnn.errors import AecnnError
+
+QUANTS = ["float32", "float16", "uint8", "uint6", "uint4", "uint4c", "uint3", "uint2", "uint1"]
+
+
+@st.composite
+def symbol_arrays(draw):
+    bits = draw(st.integers(1, 8))
+    shape = draw(st.tuples(st.integers(1, 5), st.integers(1, 9), st.integers(1, 9)))
+    kind = draw(st.sampled_from(["uniform", "skewed", "constant", "zeros"]))
+    levels = 2**bits
+    if kind == "constant":
+        value = draw(st.integers(0, levels - 1))
+        return np.full(shape, value, np.uint8), levels
+    if kind == "zeros":
+        return np.zeros(shape, np.uint8), levels
+    data = draw(arrays(np.uint8, shape, elements=st.integers(0, levels - 1)))
+    if kind == "skewed":
+        data = np.where(data % 3 == 0, data, 0).astype(np.uint8)
+    return data, levels
+
+
+@pytest.mark.parametrize("name", list(CODERS))
+@settings(max_examples=60, deadline=None)
+@given(case=symbol_arrays())
+def test_coders_round_trip_exactly(name, case):
+    symbols, levels = case
+    coder = CODERS[name]
+    out = coder.decode(coder.encode(symbols, levels), symbols.shape, levels)
+    assert out.dtype == np.uint8 and np.array_equal(out, symbols)
+
+
+@pytest.mark.parametrize("name", list(CODERS))
+def test_single_element_and_real_like_tensors(name):
+    coder = CODERS[name]
+    one = np.array([[[5]]], np.uint8)
+    assert np.array_equal(coder.decode(coder.encode(one, 16), (1, 1, 1), 16), one)
+    rng = np.random.default_rng(0)
+    feat = np.maximum(rng.normal(size=(16, 56, 56)).cumsum(axis=2), 0)
+    symbols, _, _ = quantize(feat, QuantSpec.parse("uint4"))
+    assert np.array_equal(coder.decode(coder.encode(symbols, 16), symbols.shape, 16), symbols)
+
+
+@settings(max_examples=80, deadline=None)
+@given(x=arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(1, 6), st.integers(1, 6)),
+                elements=st.floats(-1e4, 1e4, width=32)),
+       quant=st.sampled_from(QUANTS))
+def test_dequantize_within_half_a_step(x, quant):
+    spec = QuantSpec.parse(quant)
+    symbols, lo, step = quantize(x, spec)
+    y = dequantize(symbols, spec, lo, step, x.shape)
+    if quant == "float32":
+        assert np.array_equal(x, y)
+    elif quant == "float16":
+        assert np.allclose(x, y, rtol=1e-3, atol=1e-3 * np.abs(x).max() + 1e-6)
+    else:
+        bound = (step.reshape(-1, 1, 1) / 2) * (1 + 1e-4) + 1e-3 * np.abs(x).max() * 1e-3
+        assert np.all(np.abs(y - x) <= bound + 1e-6)
+
+
+@pytest.mark.parametrize("quant", QUANTS)
+@pytest.mark.parametrize("coder", [*CODERS, "auto"])
+def test_codec_round_trip_through_bytes(quant, coder):
+    x = torch.relu(torch.randn(3, 10, 12, generator=torch.Generator().manual_seed(2)))
+    packet, stats = FeatureCodec(quant, coder).encode(x, indices=(0, 4, 7), channels=8,
+                                                      model="resnet50", split="stem")
+    data = packet.to_bytes()
+    assert stats.packet_bytes == len(data)
+    again = Packet.from_bytes(data)
+    assert again == packet
+    y = decode_packet(again)
+    assert y.shape == (3, 10, 12)
+    if quant == "float32":
+        assert torch.equal(y, x)
+    full = scatter_channels(y, again.header)
+    assert full.shape == (8, 10, 12)
+    assert torch.equal(full[[0, 4, 7]], y) and full[[1, 2, 3, 5, 6]].abs().sum() == 0
+
+
+def test_auto_skips_coding_on_fast_links_and_codes_on_slow_ones():
+    rng = np.random.default_rng(1)
+    feat = np.maximum(rng.normal(size=(8, 56, 56)), 0) ** 2
+    symbols, _, _ = quantize(feat, QuantSpec.parse("uint4"))
+    profile = CoderProfile()
+    assert profile.choose(symbols, 16, rate_bps=1e6) != "none"
+    assert profile.choose(symbols, 16, rate_bps=1e12) == "none"
+
+
+def test_empirical_entropy():
+    s = np.array([0, 0, 1, 1], np.uint8).reshape(1, 2, 2)
+    assert empirical_entropy(s, 4) == pytest.approx(1.0)
+    assert empirical_entropy(np.zeros((1, 3, 3), np.uint8), 4) == 0.0
+
+
+def test_bad_codec_arguments():
+    with pytest.raises(AecnnError, match="unknown coder"):
+        FeatureCodec("uint8", "gzip")
+    with pytest.raises(AecnnError, match="unknown quantisation"):
+        FeatureCodec("int7", "none")
+    with pytest.raises(AecnnError, match="1 to 8 bits"):
+        FeatureCodec("uint12", "none")
+    with pytest.raises(AecnnError, match="NaN"):
+        FeatureCodec().encode(torch.full((1, 2, 2), float("nan")))
