@@ -7,10 +7,12 @@ bytes and back, exactly. Coders (their ``id`` is a wire-format field):
 - ``zstd`` (1): Zstandard level 3 over the symbol bytes: a fast generic fallback.
 - ``memoryless`` (2): one histogram for the whole tensor + rANS (the paper's coding).
 - ``per-channel`` (3): one histogram per channel + rANS.
-- ``context`` (4): a 2x2 lattice, coded in four phases; the first phase with per-channel
-  histograms, the other three conditioned on the sum of four already-decoded neighbours
-  (bucketed into at most 16 contexts, histograms shared by the three phases). Each phase is
-  one vectorised pass, so speed does not depend on a per-symbol Python loop.
+- ``context`` (4): a pyramid of 2x2 lattices. The coarsest level (every 8th row and
+  column at most) is coded with per-channel histograms; each finer level adds its three
+  other phases, each symbol conditioned on four already-decoded neighbours (their middle
+  values and their spread, at most 128 contexts; histograms shared by all phases and
+  levels). Each phase is one vectorised pass per context, so speed does not depend on a
+  per-symbol Python loop.
 
 rANS coding uses ``constriction`` (``AnsCoder``); histograms travel in the payload as
 varints, scaled to a total of at most 4096 so that they stay small.
@@ -28,7 +30,6 @@ import zstandard
 from aecnn.compression.errors import PayloadError
 
 HIST_TOTAL = 4096
-MAX_CONTEXTS = 16
 
 
 # ---------------------------------------------------------------------------- varints
@@ -68,22 +69,48 @@ class Reader:
 
 
 # ------------------------------------------------------------------------- histograms
+def scaled_histograms(keys: np.ndarray, symbols: np.ndarray, groups: int,
+                      levels: int) -> np.ndarray:
+    """``(groups, levels)`` symbol counts per group (``keys`` gives each symbol's group),
+    each row scaled to sum at most ``HIST_TOTAL`` with nonzero counts kept >= 1."""
+    flat = keys.astype(np.int64).ravel() * levels + symbols.ravel()
+    counts = np.bincount(flat, minlength=groups * levels).reshape(groups, levels)
+    totals = counts.sum(axis=1, keepdims=True)
+    scaled = counts * HIST_TOTAL // np.maximum(totals, 1)
+    scaled = np.where(counts > 0, np.maximum(scaled, 1), 0)
+    return np.where(totals > HIST_TOTAL, scaled, counts)
+
+
 def scaled_histogram(symbols: np.ndarray, levels: int) -> np.ndarray:
-    """Counts of each symbol, scaled to sum at most ``HIST_TOTAL``; nonzero stays >= 1."""
-    counts = np.bincount(symbols.ravel(), minlength=levels)[:levels].astype(np.int64)
-    total = counts.sum()
-    if total > HIST_TOTAL:
-        scaled = counts * HIST_TOTAL // total
-        counts = np.where(counts > 0, np.maximum(scaled, 1), 0)
-    return counts
+    """Scaled counts of one group of symbols (see :func:`scaled_histograms`)."""
+    return scaled_histograms(np.zeros(symbols.size, np.int64), symbols, 1, levels)[0]
+
+
+def write_histograms(out: bytearray, counts: np.ndarray) -> None:
+    """Append each row as ``varint(len)`` + ``len`` varints (trailing zeros dropped)."""
+    nonzero = counts > 0
+    lengths = np.where(nonzero.any(axis=1),
+                       counts.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 0)
+    values = np.concatenate([np.concatenate([[n], row[:n]])
+                             for n, row in zip(lengths, counts, strict=True)])
+    out += _varints(values)
+
+
+def _varints(values: np.ndarray) -> bytes:
+    """LEB128 of many values below 2**14, vectorised (one or two bytes each)."""
+    v = values.astype(np.int64)
+    if v.size and (v.min() < 0 or v.max() >= 1 << 14):
+        raise ValueError("vectorised varints take values in 0 .. 2**14 - 1")
+    two = v >= 0x80
+    out = np.empty((len(v), 2), np.uint8)
+    out[:, 0] = np.where(two, (v & 0x7F) | 0x80, v)
+    out[:, 1] = v >> 7
+    keep = np.stack([np.ones(len(v), bool), two], axis=1)
+    return out[keep].tobytes()
 
 
 def write_histogram(out: bytearray, counts: np.ndarray) -> None:
-    nz = np.flatnonzero(counts)
-    length = int(nz[-1]) + 1 if len(nz) else 0
-    put_varint(out, length)
-    for c in counts[:length]:
-        put_varint(out, int(c))
+    write_histograms(out, counts.reshape(1, -1))
 
 
 def read_histogram(r: Reader, levels: int) -> np.ndarray:
@@ -104,9 +131,16 @@ class Model:
         nz = np.flatnonzero(self.counts)
         self.counts = self.counts[: int(nz[-1]) + 1 if len(nz) else 0]  # as it travels
         self.constant = int(nz[0]) if len(nz) == 1 else None
-        self.cat = (constriction.stream.model.Categorical(
-            self.counts.astype(np.float64) / self.counts.sum(), perfect=False)
-            if len(nz) > 1 else None)
+        self._coded = len(nz) > 1
+        self._cat = None
+
+    @property
+    def cat(self):
+        """The rANS model, built on first use (many context models are never used)."""
+        if self._cat is None and self._coded:
+            self._cat = constriction.stream.model.Categorical(
+                self.counts.astype(np.float64) / self.counts.sum(), perfect=False)
+        return self._cat
 
     def encode(self, coder, symbols: np.ndarray) -> None:
         if self.cat is not None and symbols.size:
@@ -203,14 +237,14 @@ def decode_memoryless(data: bytes, shape: tuple[int, int, int], levels: int) -> 
 
 def encode_per_channel(symbols: np.ndarray, levels: int) -> bytes:
     head = bytearray()
-    models = []
-    for c in range(symbols.shape[0]):
-        counts = scaled_histogram(symbols[c], levels)
-        write_histogram(head, counts)
-        models.append(Model(counts))
+    c = symbols.shape[0]
+    keys = np.repeat(np.arange(c), symbols[0].size)
+    counts = scaled_histograms(keys, symbols, c, levels)
+    write_histograms(head, counts)
+    models = [Model(row) for row in counts]
     coder = constriction.stream.stack.AnsCoder()
-    for c in reversed(range(symbols.shape[0])):
-        models[c].encode(coder, symbols[c].ravel())
+    for ch in reversed(range(c)):
+        models[ch].encode(coder, symbols[ch].ravel())
     return bytes(head) + _ans_bytes(coder)
 
 
@@ -239,6 +273,7 @@ def _guarded(fn: Callable[[], np.ndarray], shape: tuple[int, int, int]) -> np.nd
 _PHASES = ((0, 0), (1, 1), (0, 1), (1, 0))
 _DIAG = ((-1, -1), (-1, 1), (1, -1), (1, 1))
 _CROSS = ((-1, 0), (1, 0), (0, -1), (0, 1))
+MAX_LEVELS = 3
 
 
 def _phase_view(a: np.ndarray, phase: int, di: int = 0, dj: int = 0) -> np.ndarray:
@@ -250,78 +285,110 @@ def _phase_view(a: np.ndarray, phase: int, di: int = 0, dj: int = 0) -> np.ndarr
     return a[:, rs: rs + 2 * nr - 1: 2, cs: cs + 2 * nc - 1: 2]
 
 
-def _contexts(padded: np.ndarray, phase: int, levels: int) -> tuple[np.ndarray, int]:
-    """Context of every position of ``phase`` from four decoded neighbours, and the count."""
-    s = sum(_phase_view(padded, phase, di, dj).astype(np.int32)
-            for di, dj in (_DIAG if phase == 1 else _CROSS))
-    span = 4 * (levels - 1) + 1
-    k = min(MAX_CONTEXTS, span)
-    return (s * k // span).astype(np.uint8).ravel(), k  # uint8: numpy radix-sorts it
+def _contexts(padded: np.ndarray, phase: int, levels: int) -> np.ndarray:
+    """Context of every position of ``phase`` from its four decoded neighbours.
+
+    With the neighbours sorted, ``m`` = the sum of the two middle ones (a robust local level)
+    and ``d`` = max - min (local activity): context = ``4 * bucket(m) + bucket(d)``, where
+    ``bucket(m)`` is ``m`` itself when it has at most 32 values, else
+    ``floor(32 * sqrt(m / (2 L - 1)))``, and ``bucket(d)`` is 0, 1, 2 or 3 for d = 0, 1,
+    2-3, >= 4.
+    """
+    a, b, c, d = (_phase_view(padded, phase, di, dj).astype(np.int16)
+                  for di, dj in (_DIAG if phase == 1 else _CROSS))
+    lo = np.minimum(np.minimum(a, b), np.minimum(c, d))
+    hi = np.maximum(np.maximum(a, b), np.maximum(c, d))
+    m = a + b + c + d - lo - hi  # the two middle values
+    span = 2 * levels - 1
+    level = m if span <= 32 else np.minimum(31, (32 * np.sqrt(m / span)).astype(np.int16))
+    spread = hi - lo
+    activity = np.minimum(3, np.ceil(np.log2(spread + 1))).astype(np.int32)
+    return (4 * level + activity).astype(np.uint8).ravel()  # uint8: numpy radix-sorts it
+
+
+def _pyramid(h: int, w: int) -> list[tuple[int, int]]:
+    """Sizes of the lattice levels, finest first: each halves (ceil) the one before, down
+    to a side of 4 or after ``MAX_LEVELS`` halvings."""
+    sizes = [(h, w)]
+    while len(sizes) <= MAX_LEVELS and min(sizes[-1]) > 4:
+        sizes.append((-(-sizes[-1][0] // 2), -(-sizes[-1][1] // 2)))
+    return sizes
+
+
+def _num_contexts(levels: int) -> int:
+    return 4 * min(32, 2 * levels - 1)
 
 
 def encode_context(symbols: np.ndarray, levels: int) -> bytes:
     c, h, w = symbols.shape
-    padded = np.zeros((c, h + 2, w + 2), np.uint8)
-    padded[:, 1:-1, 1:-1] = symbols
+    k = _num_contexts(levels)
+    sizes = _pyramid(h, w)
+    coarse = symbols[:, :: 2 ** (len(sizes) - 1), :: 2 ** (len(sizes) - 1)]
     head = bytearray()
-    # Phase 0: one histogram per channel.
-    anchors = _phase_view(padded, 0)
-    models0 = []
-    for ch in range(c):
-        counts = scaled_histogram(anchors[ch], levels)
-        write_histogram(head, counts)
-        models0.append(Model(counts))
-    # Phases 1-3: per-context histograms shared by the three phases.
-    groups = []
-    for phase in (1, 2, 3):
-        ctx, k = _contexts(padded, phase, levels)
-        sym = _phase_view(padded, phase).ravel()
-        order = np.argsort(ctx, kind="stable")
-        bounds = np.concatenate([[0], np.cumsum(np.bincount(ctx, minlength=k))])
-        groups.append([sym[order[bounds[i]: bounds[i + 1]]] for i in range(k)])
-    k = len(groups[0])
-    models = []
-    for i in range(k):
-        counts = scaled_histogram(np.concatenate([g[i] for g in groups]), levels)
-        write_histogram(head, counts)
-        models.append(Model(counts))
+    counts0 = scaled_histograms(np.repeat(np.arange(c), coarse[0].size), coarse, c, levels)
+    write_histograms(head, counts0)
+    # Decode order: the coarsest level per channel, then for each finer level, phases 1-3,
+    # and within a phase, contexts 0..k-1.
+    plan: list[tuple[int, np.ndarray]] = []  # (context, symbols); context -1 - ch: coarsest
+    plan += [(-1 - ch, coarse[ch].ravel()) for ch in range(c)]
+    keys, syms = [], []
+    for level in reversed(range(len(sizes) - 1)):
+        step = 2**level
+        sub = symbols[:, ::step, ::step]
+        padded = np.zeros((c, sub.shape[1] + 2, sub.shape[2] + 2), np.uint8)
+        padded[:, 1:-1, 1:-1] = sub
+        for phase in (1, 2, 3):
+            ctx = _contexts(padded, phase, levels)
+            sym = _phase_view(padded, phase).ravel()
+            order = np.argsort(ctx, kind="stable")
+            counts = np.bincount(ctx, minlength=k)
+            bounds = np.concatenate([[0], np.cumsum(counts)])
+            plan += [(i, sym[order[bounds[i]: bounds[i + 1]]]) for i in np.flatnonzero(counts)]
+            keys.append(ctx)
+            syms.append(sym)
+    counts = (scaled_histograms(np.concatenate(keys), np.concatenate(syms), k, levels)
+              if keys else np.zeros((k, levels), np.int64))
+    write_histograms(head, counts)
+    models0 = [Model(row) for row in counts0]
+    models = [Model(row) for row in counts]
     coder = constriction.stream.stack.AnsCoder()
-    for g in reversed(groups):
-        for i in reversed(range(k)):
-            models[i].encode(coder, g[i])
-    for ch in reversed(range(c)):
-        models0[ch].encode(coder, anchors[ch].ravel())
+    for i, group in reversed(plan):
+        (models[i] if i >= 0 else models0[-1 - i]).encode(coder, group)
     return bytes(head) + _ans_bytes(coder)
 
 
 def decode_context(data: bytes, shape: tuple[int, int, int], levels: int) -> np.ndarray:
     c, h, w = shape
+    k = _num_contexts(levels)
+    sizes = _pyramid(h, w)
     r = Reader(data)
     models0 = [Model(read_histogram(r, levels)) for _ in range(c)]
-    k = min(MAX_CONTEXTS, 4 * (levels - 1) + 1)
     models = [Model(read_histogram(r, levels)) for _ in range(k)]
 
     def run() -> np.ndarray:
         coder = _ans_decoder(r.rest())
-        padded = np.zeros((c, h + 2, w + 2), np.uint8)
-        anchors = _phase_view(padded, 0)
-        n0 = anchors.shape[1] * anchors.shape[2]
-        for ch in range(c):
-            anchors[ch] = models0[ch].decode(coder, n0).reshape(anchors.shape[1:])
-            _check_range(anchors[ch], levels)
-        for phase in (1, 2, 3):
-            ctx, _ = _contexts(padded, phase, levels)
-            order = np.argsort(ctx, kind="stable")
-            counts = np.bincount(ctx, minlength=k)
-            flat = np.empty(len(ctx), np.uint8)
-            start = 0
-            for i in range(k):
-                flat[order[start: start + counts[i]]] = models[i].decode(coder, int(counts[i]))
-                start += counts[i]
-            _check_range(flat, levels)
-            view = _phase_view(padded, phase)
-            view[...] = flat.reshape(view.shape)
-        return padded[:, 1:-1, 1:-1].copy()
+        ch_, cw_ = sizes[-1]
+        current = np.stack([models0[ch].decode(coder, ch_ * cw_) for ch in range(c)])
+        current = current.reshape(c, ch_, cw_)
+        _check_range(current, levels)
+        for level in reversed(range(len(sizes) - 1)):
+            lh, lw = sizes[level]
+            padded = np.zeros((c, lh + 2, lw + 2), np.uint8)
+            _phase_view(padded, 0)[...] = current
+            for phase in (1, 2, 3):
+                ctx = _contexts(padded, phase, levels)
+                order = np.argsort(ctx, kind="stable")
+                counts = np.bincount(ctx, minlength=k)
+                bounds = np.concatenate([[0], np.cumsum(counts)])
+                flat = np.empty(len(ctx), np.uint8)
+                for i in np.flatnonzero(counts):
+                    flat[order[bounds[i]: bounds[i + 1]]] = models[i].decode(
+                        coder, int(counts[i]))
+                _check_range(flat, levels)
+                view = _phase_view(padded, phase)
+                view[...] = flat.reshape(view.shape)
+            current = padded[:, 1:-1, 1:-1]
+        return np.ascontiguousarray(current)
 
     return _guarded(run, shape)
 
