@@ -30,6 +30,14 @@ def test_unknown_model_and_split(capsys):
     assert "unknown model" in _error(capsys)
 
 
+def test_split_command_and_unknown_split(capsys):
+    assert main(["split", "resnet50", "l2"]) == 0
+    out = capsys.readouterr().out
+    assert "layer1.0" in out and "256 x 56 x 56" in out and "3211264 bytes" in out
+    assert main(["split", "resnet50", "layer9.9"]) == 2
+    assert "no split point 'layer9.9'" in _error(capsys)
+
+
 def test_bad_override(capsys):
     assert main(["train-baseline", "--set", "optim.epochs=x"]) == 2
     assert "optim.epochs" in _error(capsys)

@@ -81,6 +81,28 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_split(args: argparse.Namespace) -> int:
+    import torch
+
+    from aecnn.models import create_model, get_spec, split_model
+
+    spec = get_spec(args.model)
+    point = spec.split_point(args.point)
+    model = create_model(spec.name, args.num_classes).eval()
+    head, tail = split_model(model, spec, point)
+    with torch.no_grad():
+        z = head(torch.zeros(1, 3, args.input_size, args.input_size))
+    c, h, w = z.shape[1:]
+    print(f"{spec.name} split at {point.name} (paper's l={point.index}), "
+          f"{args.input_size}px input:")
+    print(f"  split tensor      {c} x {h} x {w} = {c * h * w} values, "
+          f"{4 * c * h * w} bytes as float32 (eq. 1)")
+    print(f"  emitted by        {point.module}")
+    for name, part in (("device head", head), ("server tail", tail)):
+        print(f"  {name:<17s} {sum(p.numel() for p in part.parameters()):,} parameters")
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from aecnn.data import load_or_make, resolve_root
     from aecnn.data.caltech101 import download
@@ -152,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, default=224)
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("split", help="cut a backbone at a split point and describe the halves")
+    p.add_argument("model")
+    p.add_argument("point", help="split point name (e.g. stem, layer1.0) or paper index (l1)")
+    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--num-classes", type=int, default=101)
+    p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("data", help="dataset: show the split, or download")
     p.add_argument("action", choices=("info", "download"))

@@ -319,41 +319,50 @@ def _num_contexts(levels: int) -> int:
     return 4 * min(32, 2 * levels - 1)
 
 
+# Phase 1 needs only phase 0; phases 2 and 3 need only phases 0 and 1, not each other, so
+# they are decoded together in one pass.
+_PASSES = ((1,), (2, 3))
+
+
+def _pass(padded: np.ndarray, phases: tuple[int, ...], levels: int, k: int
+          ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """Views of the pass's positions, their contexts, the stable order by context and the
+    count of each context."""
+    views = [_phase_view(padded, p) for p in phases]
+    ctx = np.concatenate([_contexts(padded, p, levels) for p in phases])
+    return views, ctx, np.argsort(ctx, kind="stable"), np.bincount(ctx, minlength=k)
+
+
 def encode_context(symbols: np.ndarray, levels: int) -> bytes:
     c, h, w = symbols.shape
     k = _num_contexts(levels)
     sizes = _pyramid(h, w)
     coarse = symbols[:, :: 2 ** (len(sizes) - 1), :: 2 ** (len(sizes) - 1)]
-    head = bytearray()
-    counts0 = scaled_histograms(np.repeat(np.arange(c), coarse[0].size), coarse, c, levels)
-    write_histograms(head, counts0)
-    # Decode order: the coarsest level per channel, then for each finer level, phases 1-3,
-    # and within a phase, contexts 0..k-1.
-    plan: list[tuple[int, np.ndarray]] = []  # (context, symbols); context -1 - ch: coarsest
-    plan += [(-1 - ch, coarse[ch].ravel()) for ch in range(c)]
+    # Decode order: the coarsest level, then for each finer level its two passes, and
+    # within a pass the contexts in increasing order.
+    plan: list[tuple[int, np.ndarray]] = [(-1, coarse.ravel())]  # (context, symbols)
     keys, syms = [], []
     for level in reversed(range(len(sizes) - 1)):
         step = 2**level
         sub = symbols[:, ::step, ::step]
         padded = np.zeros((c, sub.shape[1] + 2, sub.shape[2] + 2), np.uint8)
         padded[:, 1:-1, 1:-1] = sub
-        for phase in (1, 2, 3):
-            ctx = _contexts(padded, phase, levels)
-            sym = _phase_view(padded, phase).ravel()
-            order = np.argsort(ctx, kind="stable")
-            counts = np.bincount(ctx, minlength=k)
+        for phases in _PASSES:
+            views, ctx, order, counts = _pass(padded, phases, levels, k)
+            sym = np.concatenate([v.ravel() for v in views])
             bounds = np.concatenate([[0], np.cumsum(counts)])
             plan += [(i, sym[order[bounds[i]: bounds[i + 1]]]) for i in np.flatnonzero(counts)]
             keys.append(ctx)
             syms.append(sym)
     counts = (scaled_histograms(np.concatenate(keys), np.concatenate(syms), k, levels)
               if keys else np.zeros((k, levels), np.int64))
-    write_histograms(head, counts)
-    models0 = [Model(row) for row in counts0]
+    head = bytearray()
+    write_histograms(head, np.stack([scaled_histogram(coarse, levels), *counts]))
+    model0 = Model(scaled_histogram(coarse, levels))
     models = [Model(row) for row in counts]
     coder = constriction.stream.stack.AnsCoder()
     for i, group in reversed(plan):
-        (models[i] if i >= 0 else models0[-1 - i]).encode(coder, group)
+        (models[i] if i >= 0 else model0).encode(coder, group)
     return bytes(head) + _ans_bytes(coder)
 
 
@@ -362,31 +371,29 @@ def decode_context(data: bytes, shape: tuple[int, int, int], levels: int) -> np.
     k = _num_contexts(levels)
     sizes = _pyramid(h, w)
     r = Reader(data)
-    models0 = [Model(read_histogram(r, levels)) for _ in range(c)]
+    model0 = Model(read_histogram(r, levels))
     models = [Model(read_histogram(r, levels)) for _ in range(k)]
 
     def run() -> np.ndarray:
         coder = _ans_decoder(r.rest())
-        ch_, cw_ = sizes[-1]
-        current = np.stack([models0[ch].decode(coder, ch_ * cw_) for ch in range(c)])
-        current = current.reshape(c, ch_, cw_)
+        current = model0.decode(coder, c * sizes[-1][0] * sizes[-1][1]).reshape(c, *sizes[-1])
         _check_range(current, levels)
         for level in reversed(range(len(sizes) - 1)):
             lh, lw = sizes[level]
             padded = np.zeros((c, lh + 2, lw + 2), np.uint8)
             _phase_view(padded, 0)[...] = current
-            for phase in (1, 2, 3):
-                ctx = _contexts(padded, phase, levels)
-                order = np.argsort(ctx, kind="stable")
-                counts = np.bincount(ctx, minlength=k)
+            for phases in _PASSES:
+                views, ctx, order, counts = _pass(padded, phases, levels, k)
                 bounds = np.concatenate([[0], np.cumsum(counts)])
                 flat = np.empty(len(ctx), np.uint8)
                 for i in np.flatnonzero(counts):
                     flat[order[bounds[i]: bounds[i + 1]]] = models[i].decode(
                         coder, int(counts[i]))
                 _check_range(flat, levels)
-                view = _phase_view(padded, phase)
-                view[...] = flat.reshape(view.shape)
+                start = 0
+                for v in views:
+                    v[...] = flat[start: start + v.size].reshape(v.shape)
+                    start += v.size
             current = padded[:, 1:-1, 1:-1]
         return np.ascontiguousarray(current)
 
