@@ -114,3 +114,19 @@ def test_spec_is_frozen():
     spec: ModelSpec = get_spec("resnet50")
     with pytest.raises(AttributeError):
         spec.name = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_emitters_match_the_architecture(name):
+    """A split point lists conv/BN emitters exactly when no identity shortcut adds in."""
+    spec, model = get_spec(name), _model(name)
+    for p in spec.split_points:
+        for conv, bn in p.emitters:
+            assert isinstance(model.get_submodule(conv), torch.nn.Conv2d)
+            assert model.get_submodule(bn).num_features == p.channels
+        if p.name == "stem":
+            assert p.emitters
+            continue
+        block = model.get_submodule(p.name)
+        identity = (block.skip if hasattr(block, "skip") else block.downsample is None)
+        assert identity == (not p.emitters), p.name

@@ -83,14 +83,15 @@ class EfficientNetLite(nn.Module):
         return self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
 
 
-def _block_specs() -> list[tuple[int, int, int]]:
-    """(expand ratio, out channels, cumulative reduction) of each of the 16 blocks."""
+def _block_specs() -> list[tuple[int, int, int, bool]]:
+    """(expand ratio, out channels, cumulative reduction, identity skip) of the 16 blocks."""
     out, reduction = [], 2
-    for repeats, _k, stride, expand, _cin, cout in _STAGES:
+    for repeats, _k, stride, expand, cin, cout in _STAGES:
         for i in range(repeats):
             if i == 0:
                 reduction *= stride
-            out.append((expand, cout, reduction))
+            skip = i > 0 or (stride == 1 and cin == cout)
+            out.append((expand, cout, reduction, skip))
     return out
 
 
@@ -146,11 +147,12 @@ def lite0_imagenet() -> dict[str, torch.Tensor]:
 
 def _table() -> tuple[tuple[str, ...], tuple[SplitPoint, ...]]:
     stages = ["stem"]
-    points = [SplitPoint("stem", 1, 1, 32, 2, "stem.0")]
-    for i, (_e, cout, reduction) in enumerate(_block_specs()):
+    points = [SplitPoint("stem", 1, 1, 32, 2, "stem.0", (("stem.0", "stem.1"),))]
+    for i, (_e, cout, reduction, skip) in enumerate(_block_specs()):
         stages.append(f"blocks.{i}")
+        emitters = () if skip else ((f"blocks.{i}.project.0", f"blocks.{i}.project.1"),)
         points.append(SplitPoint(f"blocks.{i}", i + 2, len(stages), cout, reduction,
-                                 f"blocks.{i}.project.0"))
+                                 f"blocks.{i}.project.0", emitters))
     stages += ["conv_head", "avgpool", FLATTEN, "dropout", "fc"]
     return tuple(stages), tuple(points)
 

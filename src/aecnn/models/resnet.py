@@ -15,12 +15,12 @@ from aecnn.models.weights import torchvision_imagenet
 _BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3),
            "resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
 _EXPANSION = {"resnet18": 1, "resnet34": 1, "resnet50": 4, "resnet101": 4}
-_LAST_CONV = {1: "conv2", 4: "conv3"}  # last conv of a BasicBlock / Bottleneck residual path
+_LAST = {1: ("conv2", "bn2"), 4: ("conv3", "bn3")}  # last conv/BN of a BasicBlock / Bottleneck
 
 
 def _table(name: str) -> tuple[tuple[str, ...], tuple[SplitPoint, ...]]:
     stages = ["conv1", "bn1", "relu", "maxpool"]
-    points = [SplitPoint("stem", 1, 4, 64, 4, "conv1")]
+    points = [SplitPoint("stem", 1, 4, 64, 4, "conv1", (("conv1", "bn1"),))]
     expansion = _EXPANSION[name]
     for layer, (blocks, width, reduction) in enumerate(
         zip(_BLOCKS[name], (64, 128, 256, 512), (4, 8, 16, 32), strict=True), start=1
@@ -28,8 +28,14 @@ def _table(name: str) -> tuple[tuple[str, ...], tuple[SplitPoint, ...]]:
         for b in range(blocks):
             path = f"layer{layer}.{b}"
             stages.append(path)
+            conv, bn = _LAST[expansion]
+            # torchvision gives a block a projection shortcut when it changes the width or
+            # stride: the first block of every layer but layer1 of ResNet-18/34.
+            projected = b == 0 and (layer > 1 or expansion == 4)
+            emitters = ((f"{path}.{conv}", f"{path}.{bn}"),
+                        (f"{path}.downsample.0", f"{path}.downsample.1")) if projected else ()
             points.append(SplitPoint(path, len(points) + 1, len(stages), width * expansion,
-                                     reduction, f"{path}.{_LAST_CONV[expansion]}"))
+                                     reduction, f"{path}.{conv}", emitters))
     stages += ["avgpool", FLATTEN, "fc"]
     return tuple(stages), tuple(points)
 

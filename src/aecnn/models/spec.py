@@ -28,6 +28,10 @@ class SplitPoint:
         channels: channel count ``C_l`` of the tensor that crosses the link.
         reduction: spatial stride of that tensor relative to the input image.
         module: module path of the layer that emits the tensor (the one pruning acts on).
+        emitters: ``(conv, batch norm)`` module paths whose outputs add up to the split tensor
+            (before a final activation or pooling that acts per channel). Pruning a channel
+            physically removes its filter and BN entry from each. Empty when an identity
+            shortcut also adds into the tensor: then channels can only be selected.
     """
 
     name: str
@@ -36,6 +40,7 @@ class SplitPoint:
     channels: int
     reduction: int
     module: str
+    emitters: tuple[tuple[str, str], ...] = ()
 
     def spatial(self, input_size: int | tuple[int, int]) -> tuple[int, int]:
         """Height and width ``(H_l, W_l)`` of the split tensor for an input of that size.
