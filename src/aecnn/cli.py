@@ -53,6 +53,17 @@ def cmd_train_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_aecnn(args: argparse.Namespace) -> int:
+    from aecnn.config import load_config
+    from aecnn.evaluation.table1 import load_stage_records, render_table1
+    from aecnn.training.aecnn import AecnnConfig, train_aecnn
+
+    cfg = load_config(AecnnConfig, args.config, args.overrides)
+    train_aecnn(cfg, progress=not args.no_progress)
+    print(render_table1(load_stage_records(cfg.out)))
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from aecnn.evaluation import evaluate_checkpoint
 
@@ -160,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-baseline", help="train a backbone on Caltech-101")
     _add_train_args(p)
     p.set_defaults(func=cmd_train_baseline)
+
+    p = sub.add_parser("train-aecnn", help="Algorithm 1: CA, importance, pruning, FR")
+    p.add_argument("--config", help="YAML config file (see configs/aecnn/)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train_aecnn)
 
     p = sub.add_parser("evaluate", help="top-1/top-5 of a checkpoint")
     p.add_argument("checkpoint")

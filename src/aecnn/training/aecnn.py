@@ -1,0 +1,258 @@
+"""``aecnn train-aecnn``: Algorithm 1 of the paper as an ordered list of named stages.
+
+For each split point: ``ca`` (insert the CA module after the split, train the network),
+``importance`` (eq. 8 over the training split), then for each ratio V: ``pruned-xV`` (keep the
+C/V most important channels, prune the device head physically where possible, fine-tune:
+the paper's CA_Pruned) and ``aecnn-xV`` (insert the FR module on the server and fine-tune:
+AECNN). Every stage writes its checkpoint and a JSON record into its own folder and is
+skipped when that record exists, so a killed run resumes where it stopped (within a stage,
+from its last epoch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from aecnn.compression.attention import ChannelAttention, channel_importance, keep_indices
+from aecnn.compression.pruning import pruned_head
+from aecnn.compression.recovery import FeatureRecovery, ZeroFill
+from aecnn.config import load_config, save_config, to_dict
+from aecnn.models import create_model, get_spec, split_model
+from aecnn.models.spec import ModelSpec, SplitPoint
+from aecnn.records import write_record
+from aecnn.training.baseline import load_manifest, make_split, run_options
+from aecnn.training.checkpoint import load_checkpoint
+from aecnn.training.config import OptimConfig, TrainConfig
+from aecnn.training.loop import RunOptions, evaluate_model, fit, make_loader
+
+Part = Literal["head", "bridge", "tail"]
+
+
+@dataclass(frozen=True)
+class StageBudget:
+    """Fine-tuning budget of one kind of stage."""
+
+    epochs: int = 2
+    lr: float = 0.01
+    name: Literal["sgd", "adamw"] = "sgd"
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 0
+    label_smoothing: float = 0.1
+    trains: tuple[str, ...] = ("head", "bridge", "tail")
+
+    def optim(self) -> OptimConfig:
+        return OptimConfig(self.name, self.lr, 0.9, self.weight_decay, self.epochs,
+                           self.warmup_epochs, self.label_smoothing)
+
+
+@dataclass(frozen=True)
+class AecnnConfig:
+    """Algorithm 1. Data, model and split come from the baseline checkpoint; ``subset``,
+    ``workers`` and ``batch_size`` may override its data settings."""
+
+    baseline: str = "runs/baseline/resnet50_cpu64/best.pt"
+    points: tuple[str, ...] = ("stem", "layer1.0")
+    ratios: tuple[int, ...] = (2, 4, 8, 16, 32, 64)
+    ca: StageBudget = field(default_factory=StageBudget)
+    ca_affine: bool = False
+    prune: StageBudget = field(default_factory=StageBudget)
+    fr: StageBudget = field(default_factory=StageBudget)
+    fr_shape: Literal["1x1", "3x3"] = "3x3"
+    importance_images: int | None = None
+    subset: int | None = None
+    workers: int = 0
+    batch_size: int | None = None
+    seed: int = 0
+    out: str = "runs/aecnn"
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    threads: int | None = None
+
+
+class SplitNet(nn.Module):
+    """Device head -> bridge (CA, zero fill or FR) -> server tail: ``(B, 3, H, W) -> logits``."""
+
+    def __init__(self, head: nn.Module, bridge: nn.Module, tail: nn.Module) -> None:
+        super().__init__()
+        self.head, self.bridge, self.tail = head, bridge, tail
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tail(self.bridge(self.head(x)))
+
+
+def count_flops(module: nn.Module, x: torch.Tensor) -> tuple[int, torch.Tensor]:
+    """FLOPs of ``module(x)`` (torch's counter: 2 per multiply-add) and its output."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        y = module(x)
+    return int(counter.get_total_flops()), y
+
+
+def cost_profile(net: SplitNet, input_size: int) -> dict:
+    """Parameters and FLOPs of head, bridge and tail for one image, and the split shape."""
+    net = net.eval()
+    x = torch.zeros(1, 3, input_size, input_size, device=next(net.parameters()).device)
+    out: dict = {}
+    for name in ("head", "bridge", "tail"):
+        part = getattr(net, name)
+        flops, x_next = count_flops(part, x)
+        if name == "head":
+            out["compressed_shape"] = list(x_next.shape[1:])
+        out[f"params_{name}"] = sum(p.numel() for p in part.parameters())
+        out[f"flops_{name}"] = flops
+        x = x_next
+    return out
+
+
+class Pipeline:
+    """Runs the stages of Algorithm 1; ``run()`` returns every stage's record."""
+
+    def __init__(self, cfg: AecnnConfig, progress: bool = True) -> None:
+        self.cfg, self.progress = cfg, progress
+        self.opts: RunOptions
+        base = load_checkpoint(cfg.baseline, ("model", "config", "classes", "model_name"))
+        self.base_state = base["model"]
+        bcfg = load_config(TrainConfig, base=base["config"])
+        self.data = dataclasses.replace(
+            bcfg.data, subset=cfg.subset if cfg.subset is not None else bcfg.data.subset,
+            workers=cfg.workers, batch_size=cfg.batch_size or bcfg.data.batch_size)
+        self.opts = run_options(dataclasses.replace(
+            bcfg, device=cfg.device, amp=cfg.amp, channels_last=cfg.channels_last,
+            threads=cfg.threads), progress)
+        self.spec: ModelSpec = get_spec(base["model_name"])
+        self.classes = base["classes"]
+        self.root, self.manifest = load_manifest(self.data)
+        mk = self._split
+        self.train_ds, self.val_ds, self.test_ds = (mk("train", True), mk("val"), mk("test"))
+        self.out = Path(cfg.out)
+
+    def _split(self, name: str, train: bool = False):
+        return make_split(self.data, self.root, self.manifest, name, self.spec.mean,
+                          self.spec.std, train, self.progress)
+
+    def fresh_model(self) -> nn.Module:
+        model = create_model(self.spec.name, len(self.classes))
+        model.load_state_dict(self.base_state)
+        return model
+
+    # ------------------------------------------------------------------- stages
+    def stage(self, name: str, folder: Path, build: Callable[[], SplitNet],
+              budget: StageBudget, extra: dict) -> tuple[SplitNet, dict]:
+        """Train (or, when its record exists, load) one stage's network."""
+        net = build()
+        result = folder / "result.json"
+        if result.exists():
+            net.load_state_dict(load_checkpoint(folder / "best.pt")["model"])
+            return net.to(self.opts.device), json.loads(result.read_text())
+        t0 = time.perf_counter()
+        for part in ("head", "bridge", "tail"):
+            getattr(net, part).requires_grad_(part in budget.trains)
+        config = {"stage": name, "budget": dataclasses.asdict(budget),
+                  "baseline": self.cfg.baseline, "data": dataclasses.asdict(self.data),
+                  "seed": self.cfg.seed, **{k: v for k, v in extra.items() if k != "kept"}}
+        fit(net, self.train_ds, self.val_ds, budget.optim(), folder, self.opts,
+            seed=self.cfg.seed, batch_size=self.data.batch_size,
+            eval_batch_size=self.data.eval_batch_size, workers=self.data.workers,
+            config=config, meta={"classes": self.classes, "model_name": self.spec.name},
+            resume=True, desc=f"{extra['point']} {name}")
+        best = load_checkpoint(folder / "best.pt")
+        net.load_state_dict(best["model"])
+        test = evaluate_model(net, make_loader(self.test_ds, self.data.eval_batch_size,
+                                               self.data.workers, device=self.opts.device),
+                              self.opts, desc="test")
+        record = {"kind": "aecnn-stage", "stage": name, "model": self.spec.name,
+                  "input_size": self.data.input_size, **extra,
+                  "trains": list(budget.trains),
+                  "freezes": [p for p in ("head", "bridge", "tail") if p not in budget.trains],
+                  "val_top1": best["val"]["top1"], "test_top1": test["top1"],
+                  "test_top5": test["top5"], "n_test": test["n"],
+                  **cost_profile(net, self.data.input_size),
+                  "manifest_digest": self.manifest.digest(), "budget": dataclasses.asdict(budget),
+                  "seconds": time.perf_counter() - t0}
+        net.to(self.opts.device)
+        return net, write_record(result, record)
+
+    def importance(self, sp: SplitPoint, net: SplitNet, folder: Path) -> torch.Tensor:
+        path = folder / "importance.json"
+        if path.exists():
+            return torch.tensor(json.loads(path.read_text())["importance"])
+        ds = self._split("train")
+        if self.cfg.importance_images:
+            ds = torch.utils.data.Subset(ds, range(min(len(ds), self.cfg.importance_images)))
+        loader = make_loader(ds, self.data.eval_batch_size, self.data.workers,
+                             device=self.opts.device)
+        bar = tqdm(loader, desc=f"{sp.name} importance", leave=False, disable=not self.progress)
+        imp = channel_importance(net.head, net.bridge, bar)
+        write_record(path, {"kind": "channel-importance", "point": sp.name,
+                            "images": len(ds), "importance": imp.tolist(),
+                            "ranking": sorted(range(len(imp)), key=lambda i: -float(imp[i]))})
+        return imp
+
+    def run(self) -> list[dict]:
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, self.out / "config.yaml")
+        records = []
+        total = len(cfg.points) * (1 + 2 * len(cfg.ratios))
+        bar = tqdm(total=total, desc="Algorithm 1", unit="stage", disable=not self.progress)
+        for point in cfg.points:
+            sp = self.spec.split_point(point)
+            folder = self.out / sp.name
+
+            def build_ca(sp: SplitPoint = sp) -> SplitNet:
+                head, tail = split_model(self.fresh_model(), self.spec, sp)
+                return SplitNet(head, ChannelAttention(sp.channels, affine=cfg.ca_affine), tail)
+
+            ca_net, rec = self.stage("ca", folder / "ca", build_ca, cfg.ca,
+                                     {"point": sp.name, "ratio": 1, "affine": cfg.ca_affine})
+            records.append(rec)
+            bar.update()
+            imp = self.importance(sp, ca_net, folder)
+            for ratio in cfg.ratios:
+                keep = keep_indices(imp, ratio)
+
+                def build_pruned(sp: SplitPoint = sp, keep: list[int] = keep) -> SplitNet:
+                    model = self.fresh_model()
+                    head, _ = pruned_head(model, self.spec, sp, keep)
+                    _, tail = split_model(model, self.spec, sp)
+                    return SplitNet(head, ZeroFill(keep, sp.channels), tail)
+
+                physical = bool(sp.emitters)
+                extra = {"point": sp.name, "ratio": ratio, "kept": keep, "physical": physical}
+                pruned, rec = self.stage(f"pruned-x{ratio}", folder / f"pruned-x{ratio}",
+                                         build_pruned, cfg.prune, extra)
+                records.append(rec)
+                bar.update()
+
+                def build_fr(sp: SplitPoint = sp, keep: list[int] = keep,
+                             pruned: SplitNet = pruned) -> SplitNet:
+                    fr = FeatureRecovery(keep, sp.channels, cfg.fr_shape)
+                    return SplitNet(pruned.head, fr.to(self.opts.device), pruned.tail)
+
+                _, rec = self.stage(f"aecnn-x{ratio}", folder / f"aecnn-x{ratio}", build_fr,
+                                    cfg.fr, {**extra, "fr_shape": cfg.fr_shape})
+                records.append(rec)
+                bar.update()
+        bar.close()
+        return records
+
+
+def train_aecnn(cfg: AecnnConfig, progress: bool = True) -> list[dict]:
+    """Run (or resume) Algorithm 1; returns the records of all stages."""
+    return Pipeline(cfg, progress).run()
+
+
+__all__ = ["AecnnConfig", "Pipeline", "SplitNet", "StageBudget", "to_dict", "train_aecnn"]

@@ -1,0 +1,58 @@
+"""Algorithm 1 end to end on a tiny model: all stages, a real kill after the first, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from aecnn.cli import main
+from aecnn.evaluation.table1 import load_stage_records, render_table1
+
+
+def test_all_stages_kill_and_resume(caltech_root, tmp_path):
+    base = tmp_path / "base"
+    assert main(["train-baseline", "--data", str(caltech_root), "--model", "resnet18",
+                 "--epochs", "1", "--input-size", "32", "--subset", "2", "--out", str(base),
+                 "--no-progress", "--set", f"data.manifest={tmp_path / 'm.json'}",
+                 "--set", "data.workers=0", "--set", "threads=1"]) == 0
+    out = tmp_path / "aecnn"
+    args = ["train-aecnn", "--no-progress", "--set", f"baseline={base / 'best.pt'}",
+            "--set", "points=[stem]", "--set", "ratios=[2, 8]", "--set", f"out={out}",
+            "--set", "ca.epochs=1", "--set", "prune.epochs=1", "--set", "fr.epochs=1",
+            "--set", "fr_shape=1x1", "--set", "threads=1", "--set", "importance_images=64"]
+    env = {**os.environ, "AECNN_DATA": str(caltech_root)}
+    proc = subprocess.Popen([sys.executable, "-m", "aecnn", *args], env=env)
+    ca_done = out / "stem" / "ca" / "result.json"
+    deadline = time.monotonic() + 300
+    try:
+        while not ca_done.exists():
+            assert proc.poll() is None, "pipeline ended before its first stage finished"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert not (out / "stem" / "aecnn-x8" / "result.json").exists()
+    first = ca_done.read_text()
+
+    assert main(args) == 0
+    assert ca_done.read_text() == first  # the finished stage was not run again
+    records = load_stage_records(out)
+    stages = {r["stage"] for r in records}
+    assert stages == {"ca", "pruned-x2", "aecnn-x2", "pruned-x8", "aecnn-x8"}
+    by = {r["stage"]: r for r in records}
+    assert by["ca"]["compressed_shape"] == [64, 8, 8]
+    assert by["pruned-x8"]["compressed_shape"] == [8, 8, 8]
+    assert by["pruned-x8"]["physical"] is True
+    assert by["pruned-x8"]["params_head"] < by["ca"]["params_head"]
+    assert by["aecnn-x8"]["params_bridge"] == 8 * 56 + 56  # 1x1 conv 8 -> 56 channels
+    imp = json.loads((out / "stem" / "importance.json").read_text())
+    assert len(imp["importance"]) == 64 and imp["images"] == 64
+    kept = by["pruned-x8"]["kept"]
+    assert sorted(kept) == sorted(imp["ranking"][:8])
+    table = render_table1(records)
+    assert "| stem | 64 x 8 x 8 | 8x |" in table
