@@ -56,3 +56,21 @@ def test_all_stages_kill_and_resume(caltech_root, tmp_path):
     assert sorted(kept) == sorted(imp["ranking"][:8])
     table = render_table1(records)
     assert "| stem | 64 x 8 x 8 | 8x |" in table
+
+    figs = tmp_path / "figs"
+    assert main(["fig4", *args[1:], "--batch-size", "8", "--out", str(figs)]) == 0
+    fig = json.loads((figs / "fig4_stem.json").read_text())
+    assert len(fig["weights"]) == 3 and len(fig["weights"][0]) == 64
+    assert all(-1 <= r <= 1 for r in fig["spearman"] + fig["kendall"])
+    assert (figs / "fig4_stem.png").stat().st_size > 1000
+
+
+def test_rank_statistics():
+    import numpy as np
+
+    from aecnn.evaluation.fig4 import kendall, spearman, top_overlap
+
+    a = np.array([0.1, 0.5, 0.3, 0.9])
+    assert spearman(a, a) == 1.0 and kendall(a, a) == 1.0
+    assert spearman(a, -a) == -1.0 and kendall(a, -a) == -1.0
+    assert top_overlap(a, np.array([0.9, 0.8, 0.1, 0.7]), 2) == 0.5

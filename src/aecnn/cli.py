@@ -64,6 +64,31 @@ def cmd_train_aecnn(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fig4(args: argparse.Namespace) -> int:
+    import json
+
+    from aecnn.config import load_config
+    from aecnn.evaluation.fig4 import batch_attention, fig4
+    from aecnn.training.aecnn import AecnnConfig, Pipeline
+
+    cfg = load_config(AecnnConfig, args.config, args.overrides)
+    pipe = Pipeline(cfg, progress=not args.no_progress)
+    sp = pipe.spec.split_point(args.point)
+    net = pipe.trained_ca(sp.name)
+    ds = pipe._split("train")
+    weights = batch_attention(net, ds, 3, args.batch_size, args.seed, pipe.opts.device)
+    imp_file = Path(cfg.out) / sp.name / "importance.json"
+    importance = json.loads(imp_file.read_text())["importance"] if imp_file.exists() else None
+    import numpy as np
+
+    rec = fig4(weights, np.asarray(importance if importance else weights.mean(0)), sp.name,
+               cfg.ratios, Path(args.out), {"batch_size": args.batch_size, "seed": args.seed,
+                                            "run": cfg.out})
+    print(f"Fig. 4 at {sp.name}: Spearman {np.mean(rec['spearman']):.3f}, Kendall "
+          f"{np.mean(rec['kendall']):.3f} between batches; {args.out}/fig4_{sp.name}.png")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from aecnn.evaluation import evaluate_checkpoint
 
@@ -177,6 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train_aecnn)
+
+    p = sub.add_parser("fig4", help="Fig. 4: attention of three random batches")
+    p.add_argument("--config", help="the train-aecnn config of the run")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--point", default="stem")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="results/aecnn")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_fig4)
 
     p = sub.add_parser("evaluate", help="top-1/top-5 of a checkpoint")
     p.add_argument("checkpoint")

@@ -68,6 +68,7 @@ class AecnnConfig:
     prune: StageBudget = field(default_factory=StageBudget)
     fr: StageBudget = field(default_factory=StageBudget)
     fr_shape: Literal["1x1", "3x3"] = "3x3"
+    importance: Literal["ca", "random", "l1", "activation"] = "ca"
     importance_images: int | None = None
     subset: int | None = None
     workers: int = 0
@@ -148,6 +149,18 @@ class Pipeline:
         model.load_state_dict(self.base_state)
         return model
 
+    def build_ca(self, sp: SplitPoint) -> SplitNet:
+        """The baseline with the CA module inserted right after split point ``sp``."""
+        head, tail = split_model(self.fresh_model(), self.spec, sp)
+        return SplitNet(head, ChannelAttention(sp.channels, affine=self.cfg.ca_affine), tail)
+
+    def trained_ca(self, point: str) -> SplitNet:
+        """The CA network of a finished ``ca`` stage."""
+        sp = self.spec.split_point(point)
+        net = self.build_ca(sp)
+        net.load_state_dict(load_checkpoint(self.out / sp.name / "ca" / "best.pt")["model"])
+        return net.to(self.opts.device).eval()
+
     # ------------------------------------------------------------------- stages
     def stage(self, name: str, folder: Path, build: Callable[[], SplitNet],
               budget: StageBudget, extra: dict) -> tuple[SplitNet, dict]:
@@ -185,18 +198,34 @@ class Pipeline:
         net.to(self.opts.device)
         return net, write_record(result, record)
 
-    def importance(self, sp: SplitPoint, net: SplitNet, folder: Path) -> torch.Tensor:
+    def importance(self, sp: SplitPoint, net: SplitNet | None, folder: Path) -> torch.Tensor:
+        """Channel importance by ``cfg.importance``: the CA average of eq. (8) (``net`` is
+        the trained CA network), or, for the ablation, random scores, the L1 norm of the
+        emitting filters, or the mean activation of the baseline head."""
         path = folder / "importance.json"
         if path.exists():
             return torch.tensor(json.loads(path.read_text())["importance"])
+        method = self.cfg.importance
         ds = self._split("train")
         if self.cfg.importance_images:
             ds = torch.utils.data.Subset(ds, range(min(len(ds), self.cfg.importance_images)))
         loader = make_loader(ds, self.data.eval_batch_size, self.data.workers,
                              device=self.opts.device)
         bar = tqdm(loader, desc=f"{sp.name} importance", leave=False, disable=not self.progress)
-        imp = channel_importance(net.head, net.bridge, bar)
-        write_record(path, {"kind": "channel-importance", "point": sp.name,
+        if method == "ca":
+            imp = channel_importance(net.head, net.bridge, bar)
+        elif method == "random":
+            imp = torch.rand(sp.channels, generator=torch.Generator().manual_seed(self.cfg.seed))
+        elif method == "l1":
+            model = self.fresh_model()
+            conv = sp.emitters[0][0] if sp.emitters else sp.module
+            imp = model.get_submodule(conv).weight.detach().abs().sum(dim=(1, 2, 3))
+        else:
+            head, _ = split_model(self.fresh_model().to(self.opts.device).eval(), self.spec, sp)
+            with torch.no_grad():
+                sums = [head(x.to(self.opts.device)).mean(dim=(2, 3)).sum(0) for x, _ in bar]
+            imp = (torch.stack(sums).sum(0) / len(ds)).cpu()
+        write_record(path, {"kind": "channel-importance", "point": sp.name, "method": method,
                             "images": len(ds), "importance": imp.tolist(),
                             "ranking": sorted(range(len(imp)), key=lambda i: -float(imp[i]))})
         return imp
@@ -212,13 +241,12 @@ class Pipeline:
             sp = self.spec.split_point(point)
             folder = self.out / sp.name
 
-            def build_ca(sp: SplitPoint = sp) -> SplitNet:
-                head, tail = split_model(self.fresh_model(), self.spec, sp)
-                return SplitNet(head, ChannelAttention(sp.channels, affine=cfg.ca_affine), tail)
-
-            ca_net, rec = self.stage("ca", folder / "ca", build_ca, cfg.ca,
-                                     {"point": sp.name, "ratio": 1, "affine": cfg.ca_affine})
-            records.append(rec)
+            ca_net = None
+            if cfg.importance == "ca":
+                ca_net, rec = self.stage(
+                    "ca", folder / "ca", lambda sp=sp: self.build_ca(sp), cfg.ca,
+                    {"point": sp.name, "ratio": 1, "affine": cfg.ca_affine})
+                records.append(rec)
             bar.update()
             imp = self.importance(sp, ca_net, folder)
             for ratio in cfg.ratios:
@@ -231,11 +259,15 @@ class Pipeline:
                     return SplitNet(head, ZeroFill(keep, sp.channels), tail)
 
                 physical = bool(sp.emitters)
-                extra = {"point": sp.name, "ratio": ratio, "kept": keep, "physical": physical}
+                extra = {"point": sp.name, "ratio": ratio, "kept": keep, "physical": physical,
+                         "importance": cfg.importance}
                 pruned, rec = self.stage(f"pruned-x{ratio}", folder / f"pruned-x{ratio}",
                                          build_pruned, cfg.prune, extra)
                 records.append(rec)
                 bar.update()
+                if cfg.fr.epochs == 0:  # CA_Pruned only (the ablation)
+                    bar.update()
+                    continue
 
                 def build_fr(sp: SplitPoint = sp, keep: list[int] = keep,
                              pruned: SplitNet = pruned) -> SplitNet:
