@@ -54,8 +54,8 @@ def train_baseline(cfg: TrainConfig, resume: bool = False, progress: bool = True
     t0 = time.perf_counter()
     opts = run_options(cfg, progress)
     out = Path(cfg.out)
+    spec = get_spec(cfg.model.name)  # a bad model name fails before any data is read
     root, manifest = load_manifest(cfg.data)
-    spec = get_spec(cfg.model.name)
     torch.manual_seed(cfg.seed)
     model = create_model(spec.name, len(manifest.classes), cfg.model.weights)
     splits = {s: make_split(cfg.data, root, manifest, s, spec.mean, spec.std, s == "train",
