@@ -64,6 +64,13 @@ def test_all_stages_kill_and_resume(caltech_root, tmp_path):
     assert all(-1 <= r <= 1 for r in fig["spearman"] + fig["kendall"])
     assert (figs / "fig4_stem.png").stat().st_size > 1000
 
+    res = tmp_path / "results"
+    assert main(["report-aecnn", str(out), "--baseline", str(base / "result.json"),
+                 "--out", str(res)]) == 0
+    text = (res / "table1.md").read_text()
+    assert "Baseline (resnet18, 32 px)" in text and "| stem | 64 x 8 x 8 | 2x |" in text
+    assert (res / "aecnn" / "stem" / "aecnn-x8.json").exists()
+
 
 def test_rank_statistics():
     import numpy as np

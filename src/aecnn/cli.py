@@ -89,6 +89,16 @@ def cmd_fig4(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from aecnn.evaluation.report import write_report
+    from aecnn.records import command_line
+
+    text = write_report(Path(args.run), [Path(p) for p in args.ablation], Path(args.baseline),
+                        Path(args.out), command_line())
+    print(text)
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from aecnn.evaluation import evaluate_checkpoint
 
@@ -212,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/aecnn")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_fig4)
+
+    p = sub.add_parser("report-aecnn", help="collect Algorithm 1 records into results/")
+    p.add_argument("run", help="the train-aecnn output folder")
+    p.add_argument("--ablation", nargs="*", default=[], help="ablation run folders")
+    p.add_argument("--baseline", default="results/baseline/resnet50_cpu64.json")
+    p.add_argument("--out", default="results/aecnn")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("evaluate", help="top-1/top-5 of a checkpoint")
     p.add_argument("checkpoint")
