@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # Pinned versions that install from this project's machines (users may use any in range).
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: venv demo test lint clean baseline-cpu
+.PHONY: venv demo test lint clean baseline-cpu codec-bench aecnn-cpu
 
 venv: $(VENV)/.installed
 
@@ -27,6 +27,18 @@ lint: venv
 
 baseline-cpu: venv
 	$(VENV)/bin/aecnn train-baseline --config configs/baseline/resnet50_cpu.yaml --resume
+
+codec-bench: venv
+	$(VENV)/bin/aecnn bench codec --checkpoint runs/baseline/resnet50_cpu64/best.pt --no-progress
+	$(VENV)/bin/aecnn bench fuzz --cases 100000
+
+aecnn-cpu: venv
+	$(VENV)/bin/aecnn train-aecnn --config configs/aecnn/resnet50_cpu.yaml
+	for m in random l1 activation; do \
+	  $(VENV)/bin/aecnn train-aecnn --config configs/aecnn/ablation_$$m.yaml; done
+	$(VENV)/bin/aecnn fig4 --config configs/aecnn/resnet50_cpu.yaml --point stem
+	$(VENV)/bin/aecnn report-aecnn runs/aecnn/resnet50_cpu64 \
+	  --ablation runs/aecnn/ablation_random runs/aecnn/ablation_l1 runs/aecnn/ablation_activation
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
