@@ -31,13 +31,18 @@ def _entropy_bits(symbols: np.ndarray, levels: int) -> float:
 @dataclass(frozen=True)
 class CoderProfile:
     """Encode and decode throughput (symbols per second) of each coder on the device and
-    server. The defaults are this project's measurements at 4 bits on a 2-core x86 CPU,
-    single thread (``results/codec/``); pass your own for other hardware."""
+    server. The defaults are rounded from this project's measurements at 4 bits, C' >= 16, on
+    a 2-core x86 CPU, single thread (``results/codec/codec.md``); pass your own for other
+    hardware."""
 
     encode: dict[str, float] = field(default_factory=lambda: {
-        "none": 2e9, "zstd": 2e8, "memoryless": 6e7, "per-channel": 6e7, "context": 2e7})
+        "none": 1e8, "zstd": 4e8, "memoryless": 1.2e8, "per-channel": 9e7, "context": 2.5e7})
     decode: dict[str, float] = field(default_factory=lambda: {
-        "none": 1e9, "zstd": 5e8, "memoryless": 4e7, "per-channel": 4e7, "context": 1e7})
+        "none": 4e7, "zstd": 8e8, "memoryless": 7e7, "per-channel": 6e7, "context": 2e7})
+
+    def compute_seconds(self, coder: str, n: int) -> float:
+        """Predicted encode + decode time of ``n`` symbols."""
+        return n / self.encode[coder] + n / self.decode[coder]
 
     def estimate_bits(self, coder: str, symbols: np.ndarray, levels: int) -> float:
         """Payload size estimate: exact for ``none``, entropy bounds for the rest."""
@@ -53,9 +58,8 @@ class CoderProfile:
     def choose(self, symbols: np.ndarray, levels: int, rate_bps: float) -> str:
         """The coder with the least predicted ``t_enc + bits / rate + t_dec``."""
         def cost(name: str) -> float:
-            n = symbols.size
-            return (n / self.encode[name] + self.estimate_bits(name, symbols, levels) / rate_bps
-                    + n / self.decode[name])
+            return (self.compute_seconds(name, symbols.size)
+                    + self.estimate_bits(name, symbols, levels) / rate_bps)
 
         return min(("none", "memoryless", "per-channel"), key=cost)
 
