@@ -140,6 +140,7 @@ def run_codec_bench(checkpoint: str | None, out: Path, n_images: int = 4,
         "timing": "median of repeated runs, single thread; MB/s of raw 8-bit symbols",
         "rows": rows, "targets": check_targets(rows)})
     (out / "codec.md").write_text(render_markdown(record))
+    plot_codec(record, out / "codec.png")
     return record
 
 
@@ -209,3 +210,30 @@ def render_markdown(record: dict) -> str:
     lines += ["## Targets (4-bit, C' >= 16)", "", "```",
               json.dumps(record["targets"], indent=1), "```", ""]
     return "\n".join(lines)
+
+
+def plot_codec(record: dict, path: Path) -> None:
+    """Bits per element against kept channels, one panel per bit depth, from the record."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bits = sorted({r["bits"] for r in record["rows"]}, reverse=True)
+    fig, axes = plt.subplots(1, len(bits), figsize=(4.2 * len(bits), 3.4), dpi=110,
+                             squeeze=False)
+    for ax, b in zip(axes[0], bits, strict=True):
+        rows = [r for r in record["rows"] if r["bits"] == b]
+        for name in dict.fromkeys(r["coder"] for r in rows):
+            rs = sorted((r for r in rows if r["coder"] == name), key=lambda r: r["kept"])
+            ax.plot([r["kept"] for r in rs], [r["bits_per_element"] for r in rs],
+                    marker="o" if rs[0]["ours"] else "x", ls="-" if rs[0]["ours"] else ":",
+                    label=name, ms=3)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("kept channels C'")
+        ax.set_ylabel("bits per element")
+        ax.set_title(f"{b}-bit symbols")
+    axes[0][0].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
