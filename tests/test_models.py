@@ -89,7 +89,7 @@ def test_weights_errors(tmp_path):
     with pytest.raises(WeightsError, match="does not exist"):
         create_model("resnet18", weights=str(tmp_path / "nope.pt"))
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(WeightsError, match="cannot read"):
+    with pytest.raises(WeightsError, match="corrupt or unreadable"):
         create_model("resnet18", weights=str(tmp_path / "bad.pt"))
     torch.save(create_model("resnet34").state_dict(), tmp_path / "r34.pt")
     with pytest.raises(WeightsError, match="do not match"):

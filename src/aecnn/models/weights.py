@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from aecnn.errors import WeightsError
+from aecnn.safeio import safe_torch_load
 
 if TYPE_CHECKING:
     from aecnn.models.spec import ModelSpec
@@ -49,13 +50,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
     Uses ``torch.load(weights_only=True)``: no pickled code is ever run.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"cannot read weights file {path}: {exc}") from None
+    obj = safe_torch_load(path, WeightsError, "weights file")
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from aecnn.errors import CheckpointError
+from aecnn.safeio import safe_torch_load
 
 FORMAT = "aecnn-checkpoint/1"
 
@@ -29,14 +30,7 @@ def load_checkpoint(path: str | Path, required: tuple[str, ...] = ("model",)) ->
         CheckpointError: missing file, unreadable or corrupt data, foreign format, or a
             missing entry among ``required``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable: "
-                              f"{str(exc).splitlines()[0][:200]}") from None
+    ckpt = safe_torch_load(path, CheckpointError, "checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an aecnn checkpoint")
     missing = [k for k in required if k not in ckpt]
