@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # Pinned versions that install from this project's machines (users may use any in range).
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: venv demo test lint clean baseline-cpu codec-bench aecnn-cpu
+.PHONY: venv demo test lint clean baseline-cpu codec-bench aecnn-cpu deploy-cpu fig5-cpu
 
 venv: $(VENV)/.installed
 
@@ -39,6 +39,19 @@ aecnn-cpu: venv
 	$(VENV)/bin/aecnn fig4 --config configs/aecnn/resnet50_cpu.yaml --point stem
 	$(VENV)/bin/aecnn report-aecnn runs/aecnn/resnet50_cpu64 \
 	  --ablation runs/aecnn/ablation_random runs/aecnn/ablation_l1 runs/aecnn/ablation_activation
+
+# Deployable variant files (stem: the uncompressed cut and AECNN at every ratio, the FR
+# shape chosen by validation accuracy) from the CPU-scale run.
+deploy-cpu: venv
+	$(VENV)/bin/aecnn export runs/baseline/resnet50_cpu64/best.pt --point stem \
+	  --name resnet50-stem-x1 --out runs/deploy/resnet50-stem-x1.pt
+	for v in 2 4 8 16 32 64; do \
+	  $(VENV)/bin/aecnn export --best runs/aecnn/resnet50_cpu64/stem/aecnn-x$$v \
+	    --name resnet50-stem-fr-x$$v --out runs/deploy/resnet50-stem-fr-x$$v.pt; done
+
+# Fig. 5 over real shaped links (root: network namespaces and tc).
+fig5-cpu: deploy-cpu
+	$(VENV)/bin/aecnn fig5 --config configs/runtime/fig5_cpu.yaml
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

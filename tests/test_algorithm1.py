@@ -10,7 +10,7 @@ import sys
 import time
 
 from aecnn.cli import main
-from aecnn.evaluation.table1 import load_stage_records, render_table1
+from aecnn.evaluation.table1 import best_aecnn, load_stage_records, render_table1
 
 
 def test_all_stages_kill_and_resume(caltech_root, tmp_path):
@@ -23,7 +23,7 @@ def test_all_stages_kill_and_resume(caltech_root, tmp_path):
     args = ["train-aecnn", "--no-progress", "--set", f"baseline={base / 'best.pt'}",
             "--set", "points=[stem]", "--set", "ratios=[2, 8]", "--set", f"out={out}",
             "--set", "ca.epochs=1", "--set", "prune.epochs=1", "--set", "fr.epochs=1",
-            "--set", "fr_shape=1x1", "--set", "threads=1", "--set", "importance_images=64"]
+            "--set", "fr_shapes=[1x1]", "--set", "threads=1", "--set", "importance_images=64"]
     env = {**os.environ, "AECNN_DATA": str(caltech_root)}
     proc = subprocess.Popen([sys.executable, "-m", "aecnn", *args], env=env)
     ca_done = out / "stem" / "ca" / "result.json"
@@ -70,6 +70,19 @@ def test_all_stages_kill_and_resume(caltech_root, tmp_path):
     text = (res / "table1.md").read_text()
     assert "Baseline (resnet18, 32 px)" in text and "| stem | 64 x 8 x 8 | 2x |" in text
     assert (res / "aecnn" / "stem" / "aecnn-x8.json").exists()
+
+    # a second FR shape: only its stages run; the table keeps the better one by val accuracy
+    pruned_rec = (out / "stem" / "pruned-x8" / "result.json").read_text()
+    assert main([a.replace("fr_shapes=[1x1]", "fr_shapes=[1x1, 3x3]") for a in args]) == 0
+    assert (out / "stem" / "pruned-x8" / "result.json").read_text() == pruned_rec
+    records = load_stage_records(out)
+    by = {r["stage"]: r for r in records}
+    assert by["aecnn-x8-3x3"]["fr_shape"] == "3x3" and by["aecnn-x8"]["fr_shape"] == "1x1"
+    assert by["aecnn-x8-3x3"]["params_bridge"] > by["aecnn-x8"]["params_bridge"]
+    best = best_aecnn(records, "stem", 8)
+    assert best["val_top1"] == max(by["aecnn-x8"]["val_top1"], by["aecnn-x8-3x3"]["val_top1"])
+    row = next(line for line in render_table1(records).splitlines() if "| 8x |" in line)
+    assert row.endswith(f"| {best['fr_shape']} |") and f"{best['test_top1']:.2f}" in row
 
 
 def test_rank_statistics():

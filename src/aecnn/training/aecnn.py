@@ -4,13 +4,16 @@ For each split point: ``ca`` (insert the CA module after the split, train the ne
 ``importance`` (eq. 8 over the training split), then for each ratio V: ``pruned-xV`` (keep the
 C/V most important channels, prune the device head physically where possible, fine-tune:
 the paper's CA_Pruned) and ``aecnn-xV`` (insert the FR module on the server and fine-tune:
-AECNN). Every stage writes its checkpoint and a JSON record into its own folder and is
-skipped when that record exists, so a killed run resumes where it stopped (within a stage,
-from its last epoch).
+AECNN). With several ``fr_shapes``, the first trains in ``aecnn-xV`` and each other one in
+``aecnn-xV-<shape>``, each starting from the same CA_Pruned weights with the same budget; the
+table keeps the one with the best validation accuracy. Every stage writes its checkpoint and a
+JSON record into its own folder and is skipped when that record exists, so a killed run
+resumes where it stopped (within a stage, from its last epoch).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import time
@@ -67,7 +70,7 @@ class AecnnConfig:
     ca_affine: bool = False
     prune: StageBudget = field(default_factory=StageBudget)
     fr: StageBudget = field(default_factory=StageBudget)
-    fr_shape: Literal["1x1", "3x3"] = "3x3"
+    fr_shapes: tuple[Literal["1x1", "3x3"], ...] = ("3x3",)
     importance: Literal["ca", "random", "l1", "activation"] = "ca"
     importance_images: int | None = None
     subset: int | None = None
@@ -269,14 +272,18 @@ class Pipeline:
                     bar.update()
                     continue
 
-                def build_fr(sp: SplitPoint = sp, keep: list[int] = keep,
-                             pruned: SplitNet = pruned) -> SplitNet:
-                    fr = FeatureRecovery(keep, sp.channels, cfg.fr_shape)
-                    return SplitNet(pruned.head, fr.to(self.opts.device), pruned.tail)
+                for i, shape in enumerate(cfg.fr_shapes):
+                    def build_fr(sp: SplitPoint = sp, keep: list[int] = keep,
+                                 pruned: SplitNet = pruned, shape: str = shape) -> SplitNet:
+                        # copies: each FR shape starts from the same CA_Pruned weights
+                        fr = FeatureRecovery(keep, sp.channels, shape).to(self.opts.device)
+                        return SplitNet(copy.deepcopy(pruned.head), fr,
+                                        copy.deepcopy(pruned.tail))
 
-                _, rec = self.stage(f"aecnn-x{ratio}", folder / f"aecnn-x{ratio}", build_fr,
-                                    cfg.fr, {**extra, "fr_shape": cfg.fr_shape})
-                records.append(rec)
+                    name = f"aecnn-x{ratio}" + (f"-{shape}" if i else "")
+                    _, rec = self.stage(name, folder / name, build_fr, cfg.fr,
+                                        {**extra, "fr_shape": shape})
+                    records.append(rec)
                 bar.update()
         bar.close()
         return records

@@ -1,0 +1,1 @@
+"""Baselines the paper compares AECNN with, behind the same interfaces (BottleNet++, ...)."""

@@ -1,0 +1,75 @@
+"""``aecnn train-bottlenet``: train (or resume) the BottleNet++ baseline and print its table.
+
+``add_parser(subparsers)`` adds the command to the ``aecnn`` parser; ``main(argv=None)`` runs
+it on its own (``python -m aecnn.baselines.bottlenet_cli train-bottlenet --config ...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from aecnn.errors import AecnnError
+
+
+def render_bottlenet_table(records: list[dict]) -> str:
+    """Markdown: split point, C x H x W, V, module-only and joint top-1, C' x H' x W'."""
+    by = {(r["point"], r["stage"]): r for r in records}
+    lines = ["| split point | C x H x W | V | BottleNet++ module only top-1 (%) | "
+             "BottleNet++ top-1 (%) | C' x H' x W' |", "|---|---|---|---|---|---|"]
+
+    def shape(s: list[int] | None) -> str:
+        return " x ".join(map(str, s)) if s else "-"
+
+    def acc(r: dict | None) -> str:
+        return f"{r['test_top1']:.2f}" if r else "-"
+
+    for point in dict.fromkeys(r["point"] for r in records):
+        for ratio in sorted({r["ratio"] for r in records if r["point"] == point}):
+            mod = by.get((point, f"bottlenet-module-x{ratio}"))
+            joint = by.get((point, f"bottlenet-x{ratio}"))
+            any_rec = joint or mod or {}
+            lines.append(f"| {point} | {shape(any_rec.get('split_shape'))} | {ratio}x | "
+                         f"{acc(mod)} | {acc(joint)} | "
+                         f"{shape(any_rec.get('compressed_shape'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_train_bottlenet(args: argparse.Namespace) -> int:
+    from aecnn.config import load_config
+    from aecnn.training.bottlenet import BottleNetConfig, train_bottlenet
+
+    cfg = load_config(BottleNetConfig, args.config, args.overrides)
+    records = train_bottlenet(cfg, progress=not args.no_progress)
+    print(render_bottlenet_table(records))
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``train-bottlenet`` to an ``aecnn`` parser's subcommands."""
+    p = subparsers.add_parser("train-bottlenet",
+                              help="BottleNet++ baseline: encoder/decoder, then joint tuning")
+    p.add_argument("--config", help="YAML config file (see configs/bottlenet/)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set module.lr=1e-3 (repeatable)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train_bottlenet)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aecnn")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except AecnnError as exc:
+        print(f"aecnn: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aecnn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""``aecnn reproduce table1``: the paper's Table I (and more) from records, in one command.
+
+For each seed: the baseline, Algorithm 1 (CA_Pruned and AECNN) and BottleNet++ are trained
+or, where their records exist, reused. Then every deployed network (method x split point x
+ratio) is measured: test accuracy when the transmitted tensor is quantised to 8, 4 or 2 bits
+(no quantisation-aware fine-tuning), and, on a sample of test images, the bits per element
+after lossless entropy coding and the encode/decode times. The table and the rate-accuracy
+figure are written from those records only: no number is typed in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from aecnn.compression.codec import FeatureCodec, decode_packet
+from aecnn.compression.quantize import QuantSpec, dequantize, quantize
+from aecnn.compression.wire import Packet
+from aecnn.config import load_config
+from aecnn.records import write_record
+
+METHODS = ("bottlenet++", "ca_pruned", "aecnn")
+
+
+@dataclass(frozen=True)
+class ReproConfig:
+    """One scale of the reproduction (``configs/reproduce/<scale>.yaml``). ``{seed}`` in an
+    ``out`` template is the seed; ``{suffix}`` is empty for seed 0 and ``-seed<N>`` else,
+    so seed 0 can reuse the runs the other commands made."""
+
+    baseline_config: str = "configs/baseline/resnet50_cpu.yaml"
+    baseline_overrides: tuple[str, ...] = ()
+    baseline_out: str = "runs/baseline/resnet50_cpu64{suffix}"
+    aecnn_config: str = "configs/aecnn/resnet50_cpu.yaml"
+    aecnn_overrides: tuple[str, ...] = ()
+    aecnn_out: str = "runs/aecnn/resnet50_cpu64{suffix}"
+    bottlenet_config: str = "configs/bottlenet/resnet50_cpu.yaml"
+    bottlenet_overrides: tuple[str, ...] = ()
+    bottlenet_out: str = "runs/bottlenet/resnet50_cpu64{suffix}"
+    seeds: tuple[int, ...] = (0,)
+    bits: tuple[int, ...] = (8, 4, 2)
+    coder: str = "context"          # lossless coder for the quantised tensors
+    float_coder: str = "memoryless"  # the paper's entropy column: float32 symbols
+    quant_images: int = 600          # test images (evenly spaced) for the quantised accuracy
+    codec_images: int = 16           # test images for bits per element and coding times
+    measure_out: str = "runs/reproduce/cpu"
+    results: str = "results/reproduction/cpu"
+    scale: str = "cpu"
+
+
+def _fmt(template: str, seed: int) -> str:
+    return template.format(seed=seed, suffix="" if seed == 0 else f"-seed{seed}")
+
+
+# ------------------------------------------------------------------ training (or reuse)
+def train_all(cfg: ReproConfig, seed: int, progress: bool) -> dict[str, Path]:
+    """Baseline, Algorithm 1 and BottleNet++ for one seed; finished stages are skipped."""
+    from aecnn.training import TrainConfig, train_baseline
+    from aecnn.training.aecnn import AecnnConfig, train_aecnn
+    from aecnn.training.bottlenet import BottleNetConfig as BNConfig
+    from aecnn.training.bottlenet import train_bottlenet
+
+    base_out = Path(_fmt(cfg.baseline_out, seed))
+    if not (base_out / "result.json").exists():
+        bcfg = load_config(TrainConfig, cfg.baseline_config,
+                           [*cfg.baseline_overrides, f"seed={seed}", f"out={base_out}"])
+        train_baseline(bcfg, resume=(base_out / "last.pt").exists(), progress=progress)
+    common = [f"baseline={base_out / 'best.pt'}", f"seed={seed}"]
+    a_out = Path(_fmt(cfg.aecnn_out, seed))
+    train_aecnn(load_config(AecnnConfig, cfg.aecnn_config,
+                            [*cfg.aecnn_overrides, *common, f"out={a_out}"]), progress)
+    b_out = Path(_fmt(cfg.bottlenet_out, seed))
+    train_bottlenet(load_config(BNConfig, cfg.bottlenet_config,
+                                [*cfg.bottlenet_overrides, *common, f"out={b_out}"]), progress)
+    return {"baseline": base_out, "aecnn": a_out, "bottlenet": b_out}
+
+
+def stage_folders(runs: dict[str, Path]) -> list[tuple[str, str, int, Path]]:
+    """``(method, point, ratio, folder)`` of every deployable stage: CA_Pruned
+    (``pruned-xV``), AECNN (the FR shape with the best validation accuracy), BottleNet++
+    (joint ``bottlenet-xV`` when it exists, else the module stage)."""
+    from aecnn.runtime.variant import best_sibling
+
+    out = []
+    for rec_file in sorted(runs["aecnn"].glob("*/pruned-x*/result.json")):
+        rec = json.loads(rec_file.read_text())
+        point, ratio = rec["point"], rec["ratio"]
+        out.append(("ca_pruned", point, ratio, rec_file.parent))
+        aecnn = rec_file.parent.parent / f"aecnn-x{ratio}"
+        if any((p / "result.json").is_file()
+               for p in [aecnn, *aecnn.parent.glob(f"aecnn-x{ratio}-*")]):
+            out.append(("aecnn", point, ratio, best_sibling(aecnn)))
+    for rec_file in sorted(runs["bottlenet"].glob("*/bottlenet-module-x*/result.json")):
+        rec = json.loads(rec_file.read_text())
+        joint = rec_file.parent.parent / f"bottlenet-x{rec['ratio']}"
+        folder = joint if (joint / "result.json").exists() else rec_file.parent
+        out.append(("bottlenet++", rec["point"], rec["ratio"], folder))
+    return out
+
+
+# ------------------------------------------------------------------ measurement
+def _test_split(baseline: Path):
+    from aecnn.training.baseline import load_manifest, make_split
+    from aecnn.training.checkpoint import load_checkpoint
+    from aecnn.training.config import TrainConfig
+
+    ckpt = load_checkpoint(baseline / "best.pt", ("config", "model_name"))
+    bcfg = load_config(TrainConfig, base=ckpt["config"])
+    from aecnn.models import get_spec
+
+    spec = get_spec(ckpt["model_name"])
+    root, manifest = load_manifest(bcfg.data)
+    return make_split(bcfg.data, root, manifest, "test", spec.mean, spec.std, progress=False)
+
+
+def _requant(z: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
+    """Each sample of ``z (B, K, H, W)`` quantised and dequantised as the codec would."""
+    out = []
+    for zi in z.float().cpu().numpy():
+        sym, lo, step = quantize(zi, spec)
+        out.append(dequantize(sym, spec, lo, step, zi.shape))
+    return torch.from_numpy(np.stack(out)).to(z.device)
+
+
+def value_entropy(z: torch.Tensor) -> float:
+    """Empirical entropy (bits) of the tensor's distinct float values: what a memoryless code
+    over the values themselves would need, codebook not counted (our reading of the paper's
+    "Entropy (bit)" column)."""
+    _, counts = np.unique(z.float().cpu().numpy(), return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+@torch.inference_mode()
+def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
+                  point: str | None = None) -> dict:
+    """Accuracy at float32 and each bit width, bits per element and coding times, of a
+    stage folder (or of a baseline checkpoint cut at ``point``)."""
+    from aecnn.runtime.variant import Variant, meta_from_baseline, meta_from_stage
+
+    meta, state = (meta_from_stage(folder) if point is None
+                   else meta_from_baseline(folder, point))
+    var = Variant(meta)
+    var.load_state_dict(state)
+    var.eval()
+    n = len(dataset)
+    stride = max(1, n // cfg.quant_images) if cfg.quant_images else 1
+    idx = list(range(0, n, stride))[: cfg.quant_images or n]
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, idx), batch_size=64)
+    quants = {"float32": None, **{f"uint{b}": QuantSpec.parse(f"uint{b}") for b in cfg.bits}}
+    correct = dict.fromkeys(quants, 0)
+    feats = []
+    for x, y in tqdm(loader, desc=folder.name, leave=False, disable=not progress):
+        z = var.head(x)
+        if len(feats) < cfg.codec_images:
+            feats += list(z[: cfg.codec_images - len(feats)])
+        for name, spec in quants.items():
+            zq = z if spec is None else _requant(z, spec)
+            correct[name] += int((var.server(zq).argmax(1) == y).sum())
+    acc = {k: 100.0 * v / len(idx) for k, v in correct.items()}
+    codec = {}
+    for name in quants:
+        coder = cfg.float_coder if name == "float32" else cfg.coder
+        c = FeatureCodec(name, coder)
+        bits, t_enc, t_dec = [], [], []
+        for z in feats:
+            t0 = time.perf_counter()
+            packet, stats = c.encode(z)
+            wire = packet.to_bytes()
+            t1 = time.perf_counter()
+            decode_packet(Packet.from_bytes(wire))
+            t2 = time.perf_counter()
+            bits.append(8 * stats.payload_bytes / z.numel())
+            t_enc.append(t1 - t0)
+            t_dec.append(t2 - t1)
+        elements = int(feats[0].numel())
+        codec[name] = {"coder": coder, "bits_per_element": statistics.mean(bits),
+                       "value_entropy": statistics.mean(value_entropy(z) for z in feats),
+                       "bytes_per_image": statistics.mean(bits) * elements / 8,
+                       "t_enc_s": statistics.median(t_enc), "t_dec_s": statistics.median(t_dec)}
+    return {"kind": "reproduce-measure", "source": str(folder), "point": meta.point,
+            "ratio": meta.ratio, "bridge": meta.bridge, "fr_shape": meta.fr_shape,
+            "compressed_shape": list(feats[0].shape), "elements": int(feats[0].numel()),
+            "n_quant_images": len(idx), "accuracy": acc, "codec": codec,
+            "test_top1": meta.test_top1}
+
+
+def measure_all(cfg: ReproConfig, seed: int, runs: dict[str, Path], progress: bool
+                ) -> list[dict]:
+    """Measure every stage of one seed; a measurement whose record exists is reused."""
+    dataset = _test_split(runs["baseline"])
+    out = Path(cfg.measure_out) / f"seed{seed}"
+    recs = []
+    stages = stage_folders(runs)
+    for method, point, ratio, folder in tqdm(stages, desc=f"measure seed {seed}",
+                                             disable=not progress):
+        f = out / f"{method}-{point}-x{ratio}.json"
+        if f.exists():
+            rec = json.loads(f.read_text())
+        else:
+            rec = write_record(f, {**measure_stage(folder, dataset, cfg, progress),
+                                   "method": method, "seed": seed})
+        recs.append(rec)
+    f = out / "baseline.json"
+    if f.exists():
+        recs.append(json.loads(f.read_text()))
+    else:  # the uncompressed model cut at the first point: the "1x" of the curves
+        point = recs[0]["point"] if recs else "stem"
+        recs.append(write_record(f, {**measure_stage(runs["baseline"] / "best.pt", dataset,
+                                                     cfg, progress, point),
+                                     "method": "baseline", "seed": seed}))
+    return recs
+
+
+def reproduce_table1(cfg: ReproConfig, progress: bool = True) -> dict:
+    """Train or reuse, measure, and write ``table1.md``/``table1.json`` and the figure."""
+    from aecnn.evaluation.table1_repro import (
+        plot_rate_accuracy,
+        render_reproduction,
+        summarize,
+    )
+
+    all_recs, baselines = [], []
+    for seed in cfg.seeds:
+        runs = train_all(cfg, seed, progress)
+        all_recs += measure_all(cfg, seed, runs, progress)
+        baselines.append(json.loads((runs["baseline"] / "result.json").read_text()))
+    summary = summarize(all_recs, baselines, cfg)
+    results = Path(cfg.results)
+    results.mkdir(parents=True, exist_ok=True)
+    summary = write_record(results / "table1.json", {"kind": "reproduce-table1",
+                                                     "config": dataclasses.asdict(cfg),
+                                                     **summary})
+    (results / "table1.md").write_text(render_reproduction(summary))
+    plot_rate_accuracy(summary, results / "rate_accuracy.png")
+    return summary

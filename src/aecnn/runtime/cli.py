@@ -1,0 +1,296 @@
+"""Command-line entry points of the runtime: export, serve, infer, profile, plan."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from aecnn.errors import AecnnError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+TIMES = ("t_pre", "t_iot", "t_enc", "t_com", "t_dec", "t_fr", "t_es", "total")
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise AecnnError(f"server address {text!r} is not HOST:PORT")
+    return host or "127.0.0.1", int(port)
+
+
+def collect_images(paths: list[str], test: int | None, data: str | None) -> list[Path]:
+    """Image files from files/folders, or the first ``test`` images of the test split."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise AecnnError(f"image path {p} does not exist")
+    if test:
+        from aecnn.data import resolve_root
+        from aecnn.data.splits import load_or_make
+
+        root = resolve_root(data)
+        manifest = load_or_make("configs/splits/caltech101_seed0.json", root, 0)
+        out += [root / s[0] for s in manifest.split("test")[:test]]
+    if not out:
+        raise AecnnError("no images given (paths, or --test N for the Caltech-101 test split)")
+    return out
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from aecnn.runtime.variant import export_from
+
+    meta = export_from(args.source, args.out, args.point, args.name, args.best)
+    acc = f", test top-1 {meta.test_top1:.2f} %" if meta.test_top1 is not None else ""
+    kept = len(meta.kept) if meta.kept else meta.channels
+    shape = f" ({meta.fr_shape})" if meta.fr_shape else ""
+    print(f"{meta.name}: {meta.model_name} cut at {meta.point}, bridge {meta.bridge}{shape}, "
+          f"V={meta.ratio} ({kept}/{meta.channels} channels){acc} -> {args.out}")
+    return 0
+
+
+def _load_variants(paths: list[str], input_size: int | None) -> dict:
+    from aecnn.runtime.variant import load_variant
+
+    out = {}
+    for p in paths:
+        v = load_variant(p, input_size)
+        if v.meta.name in out:
+            raise AecnnError(f"two variants are named {v.meta.name!r}")
+        out[v.meta.name] = v
+    return out
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from aecnn.runtime.server import ServerConfig, serve
+
+    variants = _load_variants(args.variants, args.input_size)
+    cfg = ServerConfig(host=args.host, port=args.port, max_connections=args.max_connections,
+                       request_timeout=args.timeout, batch_window=args.batch_window,
+                       max_batch=args.max_batch, threads=args.threads)
+    asyncio.run(serve(variants, cfg))
+    return 0
+
+
+def summarize(results: list[dict]) -> dict:
+    """Medians of every time over the requests (seconds)."""
+    return {k: statistics.median(r[k] for r in results) for k in (*TIMES, "bytes_up")}
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    import torch
+
+    from aecnn.compression.codec import FeatureCodec
+    from aecnn.runtime.client import CoInference, Connection, FullOffloading, LocalComputing
+    from aecnn.runtime.units import parse_rate
+    from aecnn.runtime.variant import load_variant
+
+    if args.cpu_quota:
+        from aecnn.runtime.weak import limit_cpu
+
+        limit_cpu(args.cpu_quota)
+    torch.set_num_threads(args.threads)
+    images = collect_images(args.images, args.test, args.data)
+    conn = None
+    if args.mode == "full":
+        if not args.server or not args.variant_name:
+            raise AecnnError("--mode full needs --server and --variant-name (served name)")
+        conn = Connection(*parse_address(args.server)).connect()
+        runner = FullOffloading(args.variant_name, conn)
+    else:
+        if not args.variant:
+            raise AecnnError(f"--mode {args.mode} needs --variant FILE")
+        var = load_variant(args.variant, args.input_size)
+        if args.adaptive:
+            from aecnn.runtime.client import AdaptiveCoInference
+            from aecnn.runtime.latency import LatencyProfile
+            from aecnn.runtime.planner import AdaptivePolicy
+            from aecnn.runtime.units import parse_duration
+
+            if not args.profile or not args.server:
+                raise AecnnError("--adaptive needs --profile and --server")
+            variants = _load_variants([args.variant, *args.adaptive], args.input_size)
+            policy = AdaptivePolicy(LatencyProfile.load(args.profile),
+                                    parse_duration(args.deadline), parse_rate(args.rate),
+                                    list(variants))
+            conn = Connection(*parse_address(args.server)).connect()
+            runner = AdaptiveCoInference(variants, policy, conn, args.quant)
+        elif args.mode == "local":
+            runner = LocalComputing(var)
+        else:
+            if not args.server:
+                raise AecnnError("--mode co needs --server HOST:PORT")
+            conn = Connection(*parse_address(args.server)).connect()
+            codec = FeatureCodec(args.quant, args.coder, parse_rate(args.rate))
+            runner = CoInference(var, codec, conn)
+    results = []
+    try:
+        for _ in range(args.warmup):
+            runner.infer(images[0])
+        for img in images * args.repeat:
+            r = runner.infer(img).to_dict()
+            r["image"] = str(img)
+            results.append(r)
+            if not args.quiet:
+                print(f"{Path(img).name}: [{r['variant']}] {r['label']} ({r['score']:.2f}) "
+                      f"{r['bytes_up']} B up, " + " ".join(
+                          f"{k}={r[k] * 1e3:.1f}" for k in TIMES) + " ms")
+    finally:
+        if conn is not None:
+            conn.close()
+    med = summarize(results)
+    print(f"{runner.mode}: {len(results)} requests, median total {med['total'] * 1e3:.1f} ms, "
+          f"median {med['bytes_up']:.0f} B up")
+    if args.json:
+        from aecnn.records import write_record
+
+        write_record(args.json, {"kind": "inference", "mode": runner.mode,
+                                 "threads": args.threads, "cpu_quota": args.cpu_quota,
+                                 "median": med, "requests": results})
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from aecnn.runtime.profile import PHOTO_SIZES, profile_all
+    from aecnn.runtime.variant import load_variant
+
+    variants = _load_variants(args.variants, args.input_size)
+    full = load_variant(args.full, args.input_size) if args.full else None
+    images = [p.read_bytes() for p in collect_images(args.images, args.test, args.data)]
+    prof = profile_all(variants, images, full, tuple(args.coders), args.quant, args.threads,
+                       args.server_threads, args.repeats, PHOTO_SIZES if full else None,
+                       args.rtt / 1e3, not args.no_progress)
+    prof.save(args.out)
+    for name, v in prof.variants.items():
+        print(f"{name}: t_iot {v.t_iot * 1e3:.1f} ms, t_es {v.t_es * 1e3:.1f} ms, "
+              + ", ".join(f"{c} {cc.bytes:.0f} B" for c, cc in v.coders.items()))
+    print(f"profile -> {args.out}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from aecnn.runtime.latency import LatencyProfile
+    from aecnn.runtime.planner import plan, render_plan
+    from aecnn.runtime.units import parse_duration, parse_rate
+
+    prof = LatencyProfile.load(args.profile)
+    rate, deadline = parse_rate(args.rate), parse_duration(args.deadline)
+    rows, choice = plan(prof, rate, deadline)
+    print(render_plan(rows, choice, rate, deadline))
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"rate_bps": rate, "deadline_s": deadline, "rows": [r.__dict__ for r in rows],
+             "choice": choice.variant if choice else None}, indent=1))
+    return 0 if choice else 1
+
+
+def cmd_fig5(args: argparse.Namespace) -> int:
+    from aecnn.evaluation.fig5 import plot_fig5, render_fig5
+    from aecnn.records import command_line, write_record
+
+    if args.replot:
+        rec = json.loads(Path(args.replot).read_text())
+        out = Path(args.replot).parent
+    else:
+        from aecnn.config import load_config
+        from aecnn.runtime.experiment import Fig5Config, run_fig5
+
+        cfg = load_config(Fig5Config, args.config, args.overrides)
+        out = Path(cfg.out)
+        rec = write_record(out / "fig5.json", run_fig5(cfg, not args.no_progress))
+    text = render_fig5(rec, rec.get("command", command_line()))
+    (out / "fig5.md").write_text(text)
+    plot_fig5(rec, out)
+    print(text)
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a deployable variant file from a stage folder "
+                                      "or a baseline checkpoint")
+    p.add_argument("source", help="stage folder (pruned-xV, aecnn-xV, bottlenet-xV) or "
+                                  "baseline best.pt")
+    p.add_argument("--out", required=True, help="variant file to write (.pt)")
+    p.add_argument("--point", help="split point, for a baseline checkpoint")
+    p.add_argument("--name", help="variant name (default: model-point-bridge-xV)")
+    p.add_argument("--best", action="store_true",
+                   help="for aecnn-xV: the FR shape with the best validation accuracy")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="run the edge server")
+    p.add_argument("variants", nargs="+", help="variant files (aecnn export)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7070)
+    p.add_argument("--input-size", type=int, help="run at another input size than trained")
+    p.add_argument("--threads", type=int, help="torch threads on the server")
+    p.add_argument("--batch-window", type=float, default=0.0,
+                   help="seconds to wait for more requests to batch (0: batch what queued)")
+    p.add_argument("--max-batch", type=int, default=16)
+    p.add_argument("--max-connections", type=int, default=64)
+    p.add_argument("--timeout", type=float, default=30.0, help="per-request seconds")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("infer", help="device client: co-inference, local or full offload")
+    p.add_argument("images", nargs="*", help="image files or folders")
+    p.add_argument("--test", type=int, help="also the first N Caltech-101 test images")
+    p.add_argument("--data", help="Caltech-101 root for --test")
+    p.add_argument("--mode", choices=("co", "local", "full"), default="co")
+    p.add_argument("--variant", help="variant file (co, local)")
+    p.add_argument("--variant-name", help="served variant that runs whole images (full)")
+    p.add_argument("--server", help="HOST:PORT of aecnn serve")
+    p.add_argument("--input-size", type=int)
+    p.add_argument("--quant", default="float32", help="float32 | float16 | uintN[c]")
+    p.add_argument("--coder", default="auto",
+                   help="none | zstd | memoryless | per-channel | context | auto")
+    p.add_argument("--rate", default="10Mbps", help="uplink rate that --coder auto assumes")
+    p.add_argument("--threads", type=int, default=1, help="device torch threads (1: weak)")
+    p.add_argument("--cpu-quota", type=float, help="also cap the device at this many CPUs "
+                                                   "(cgroup v2, needs root)")
+    p.add_argument("--adaptive", nargs="+", metavar="VARIANT",
+                   help="more variant files: pick one per request by the planner, with the "
+                        "uplink rate estimated online (needs --profile)")
+    p.add_argument("--profile", help="latency profile for --adaptive")
+    p.add_argument("--deadline", default="100ms", help="deadline for --adaptive")
+    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--json", help="write every request's breakdown here")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("profile", help="measure the latency model's times on real images")
+    p.add_argument("variants", nargs="+", help="variant files")
+    p.add_argument("--full", help="uncompressed variant (local computing, full offloading)")
+    p.add_argument("--images", nargs="*", default=[])
+    p.add_argument("--test", type=int, default=8, help="first N Caltech-101 test images")
+    p.add_argument("--data")
+    p.add_argument("--input-size", type=int)
+    p.add_argument("--coders", nargs="+", default=["none", "memoryless", "per-channel"])
+    p.add_argument("--quant", default="float32")
+    p.add_argument("--threads", type=int, default=1, help="device threads")
+    p.add_argument("--server-threads", type=int)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--rtt", type=float, default=0.0, help="link round trip (ms) to add")
+    p.add_argument("--out", default="runs/profile.json")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("plan", help="pick the most accurate variant that meets a deadline")
+    p.add_argument("--profile", required=True, help="latency profile (aecnn profile)")
+    p.add_argument("--rate", required=True, help="uplink rate, e.g. 10Mbps")
+    p.add_argument("--deadline", default="100ms")
+    p.add_argument("--json")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("fig5", help="Fig. 5 measured over shaped links (needs root)")
+    p.add_argument("--config", help="YAML (see configs/runtime/)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--replot", help="only redraw tables and figures from this fig5.json")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_fig5)

@@ -1,0 +1,236 @@
+"""The device side (``aecnn infer``): co-inference, local computing and full offloading,
+all behind one interface, ``infer(image) -> InferenceResult``.
+
+Timings follow the paper's eq. (3)-(4): ``t_iot`` (device head), ``t_enc`` (quantise +
+entropy code), ``t_com`` (measured round trip minus the server's own time: uplink transfer,
+propagation, the small reply, framing), ``t_dec``, ``t_fr``, ``t_es`` (server), plus ``t_pre``
+(decoding and resizing the photo on the device), which the paper leaves out and we report.
+``total`` is the wall clock from the photo's bytes to the answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from aecnn.compression.codec import FeatureCodec
+from aecnn.errors import AecnnError
+from aecnn.runtime import protocol as P
+from aecnn.runtime.preprocess import Preprocessor
+from aecnn.runtime.variant import Variant
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    """One request, end to end (seconds; bytes)."""
+
+    mode: str
+    variant: str
+    cls: int
+    label: str
+    score: float
+    bytes_up: int
+    t_pre: float
+    t_iot: float
+    t_enc: float
+    t_com: float
+    t_dec: float
+    t_fr: float
+    t_es: float
+    t_queue: float
+    total: float
+    coder: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Connection:
+    """A blocking TCP connection to an edge server (one request at a time)."""
+
+    def __init__(self, host: str, port: int, timeout: float = 60.0,
+                 max_frame: int = P.DEFAULT_MAX_FRAME) -> None:
+        self.addr, self.timeout, self.max_frame = (host, port), timeout, max_frame
+        self.sock: socket.socket | None = None
+        self.next_id = 1
+
+    def connect(self) -> Connection:
+        try:
+            self.sock = socket.create_connection(self.addr, timeout=self.timeout)
+        except OSError as exc:
+            raise AecnnError(f"cannot connect to the edge server at {self.addr[0]}:"
+                             f"{self.addr[1]}: {exc.strerror or exc}") from None
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return self
+
+    def close(self) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+            self.sock = None
+
+    def __enter__(self) -> Connection:
+        return self.connect() if self.sock is None else self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _recv(self, n: int) -> bytes:
+        assert self.sock is not None
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sock.recv(min(n - len(buf), 1 << 20))
+            if not chunk:
+                raise AecnnError("the edge server closed the connection")
+            buf += chunk
+        return bytes(buf)
+
+    def call(self, kind: P.Kind, body: bytes = b"") -> tuple[dict, float]:
+        """Send one request; ``(reply, round-trip seconds)``.
+
+        Raises:
+            RemoteError: the server answered with an error.
+            AecnnError: the connection failed or timed out.
+        """
+        if self.sock is None:
+            self.connect()
+        assert self.sock is not None
+        rid, self.next_id = self.next_id, self.next_id + 1
+        frame = P.request(kind, rid, body)
+        try:
+            t0 = time.perf_counter()
+            self.sock.sendall(frame)
+            status, got, length = P.parse_header(self._recv(P.HEADER.size), P.RESPONSE,
+                                                 self.max_frame)
+            reply = P.parse_json(self._recv(length))
+            rtt = time.perf_counter() - t0
+        except (TimeoutError, OSError) as exc:
+            self.close()
+            raise AecnnError(f"edge server connection failed: {exc}") from None
+        if status == P.Status.ERROR:
+            raise P.RemoteError(f"edge server: {reply.get('error', 'unknown error')}")
+        if got != rid:
+            raise P.ProtocolError(f"reply to request {got}, expected {rid}")
+        return reply, rtt
+
+    def info(self) -> dict:
+        return self.call(P.Kind.INFO)[0]["variants"]
+
+
+def _read(image: bytes | str | Path) -> bytes:
+    if isinstance(image, bytes):
+        return image
+    try:
+        return Path(image).read_bytes()
+    except OSError as exc:
+        raise AecnnError(f"cannot read image {image}: {exc.strerror or exc}") from None
+
+
+class CoInference:
+    """Device head + feature codec; the server runs bridge and tail (AECNN, CA_Pruned,
+    BottleNet++ or the uncompressed split)."""
+
+    mode = "co-inference"
+
+    def __init__(self, variant: Variant, codec: FeatureCodec, conn: Connection) -> None:
+        self.variant, self.codec, self.conn = variant, codec, conn
+        m = variant.meta
+        self.prep = Preprocessor(m.input_size, m.mean, m.std)
+
+    @torch.inference_mode()
+    def infer(self, image: bytes | str | Path) -> InferenceResult:
+        data = _read(image)
+        m = self.variant.meta
+        t0 = time.perf_counter()
+        x = self.prep(data)
+        t1 = time.perf_counter()
+        z = self.variant.head(x)[0]
+        t2 = time.perf_counter()
+        packet, stats = self.codec.encode(z, m.kept, m.channels if m.kept else None,
+                                          m.name, m.point)
+        wire = packet.to_bytes()
+        t3 = time.perf_counter()
+        reply, rtt = self.conn.call(P.Kind.FEATURE, wire)
+        t4 = time.perf_counter()
+        return InferenceResult(
+            self.mode, m.name, reply["class"], reply["label"], reply["score"], len(wire),
+            t1 - t0, t2 - t1, t3 - t2, max(rtt - reply["t_server"], 0.0), reply["t_dec"],
+            reply["t_fr"], reply["t_es"], reply["t_queue"], t4 - t0, stats.coder)
+
+
+class LocalComputing:
+    """The whole model on the device; nothing is sent."""
+
+    mode = "local"
+
+    def __init__(self, variant: Variant) -> None:
+        self.variant = variant
+        m = variant.meta
+        self.prep = Preprocessor(m.input_size, m.mean, m.std)
+
+    @torch.inference_mode()
+    def infer(self, image: bytes | str | Path) -> InferenceResult:
+        data = _read(image)
+        t0 = time.perf_counter()
+        x = self.prep(data)
+        t1 = time.perf_counter()
+        probs = self.variant(x).softmax(1)[0]
+        t2 = time.perf_counter()
+        score, cls = probs.max(0)
+        m = self.variant.meta
+        return InferenceResult(self.mode, m.name, int(cls), m.classes[int(cls)], float(score),
+                               0, t1 - t0, t2 - t1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, t2 - t0)
+
+
+class FullOffloading:
+    """The device sends the encoded photo as it is; the server decodes, resizes and runs
+    the whole model of ``variant`` (a name the server serves)."""
+
+    mode = "full-offload"
+
+    def __init__(self, variant: str, conn: Connection) -> None:
+        self.name, self.conn = variant, conn
+
+    def infer(self, image: bytes | str | Path) -> InferenceResult:
+        data = _read(image)
+        t0 = time.perf_counter()
+        body = P.image_body(self.name, data)
+        reply, rtt = self.conn.call(P.Kind.IMAGE, body)
+        t1 = time.perf_counter()
+        t_es = reply["t_head"] + reply["t_fr"] + reply["t_es"]
+        return InferenceResult(
+            self.mode, self.name, reply["class"], reply["label"], reply["score"],
+            len(body) + P.HEADER.size, 0.0, 0.0, 0.0, max(rtt - reply["t_server"], 0.0),
+            reply["t_dec"], 0.0, t_es, reply["t_queue"], t1 - t0, "jpeg")
+
+
+class AdaptiveCoInference:
+    """Co-inference that switches variant per request: the planner, run on the device with
+    the uplink rate estimated from its own recent transfers
+    (:class:`~aecnn.runtime.planner.AdaptivePolicy`)."""
+
+    mode = "adaptive"
+
+    def __init__(self, variants: dict[str, Variant], policy, conn: Connection,
+                 quant: str = "float32") -> None:
+        self.policy, self.conn, self.quant = policy, conn, quant
+        self.runners = {n: CoInference(v, FeatureCodec(quant, "none"), conn)
+                        for n, v in variants.items()}
+        missing = set(policy.profile.variants) - set(variants)
+        if policy.names is None and missing:
+            policy.names = [n for n in policy.profile.variants if n in variants]
+
+    def infer(self, image: bytes | str | Path) -> InferenceResult:
+        name = self.policy.choose()
+        runner = self.runners[name]
+        coder = self.policy.profile.variant(name).best_coder(self.policy.rate,
+                                                             self.policy.profile.t_rtt)
+        runner.codec = FeatureCodec(self.quant, coder)
+        result = runner.infer(image)
+        self.policy.observe(result.bytes_up, result.t_com)
+        return result

@@ -1,0 +1,58 @@
+"""From encoded image bytes to the model input: decode, resize, centre crop, normalise.
+
+Used on the device (local computing, co-inference) and on the server (full offloading), so
+both ends preprocess identically.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from aecnn.data.images import load_image
+from aecnn.data.transforms import eval_transform, resize_size
+from aecnn.errors import ImageReadError
+
+MAX_PIXELS = 50_000_000  # refuse decompression bombs well before PIL's own limit
+
+
+def decode_image(data: bytes, input_size: int, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
+    """Encoded image bytes -> RGB uint8 ``(3, h, w)`` with shorter side ``resize_size``.
+
+    Raises:
+        ImageReadError: not an image, truncated, or more than ``max_pixels`` pixels.
+    """
+    side = resize_size(input_size)
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+            if w * h > max_pixels:
+                raise ImageReadError(f"image of {w}x{h} pixels is over the limit")
+            img.draft("RGB", (side, side))
+            img = img.convert("RGB")
+            w, h = img.size
+            s = side / min(w, h)
+            img = img.resize((max(1, round(w * s)), max(1, round(h * s))),
+                             Image.Resampling.BILINEAR, reducing_gap=None)
+            arr = np.asarray(img, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageReadError(f"cannot decode image: {exc}") from None
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+class Preprocessor:
+    """``bytes | path -> (1, 3, S, S)`` float32, the evaluation transform of the variant."""
+
+    def __init__(self, input_size: int, mean: tuple, std: tuple) -> None:
+        self.input_size = input_size
+        self.transform = eval_transform(input_size, mean, std)
+
+    def __call__(self, image: bytes | str) -> torch.Tensor:
+        if isinstance(image, bytes):
+            pixels = decode_image(image, self.input_size)
+        else:
+            pixels = load_image(image, resize_size(self.input_size))
+        return self.transform(pixels)[None]

@@ -1,0 +1,56 @@
+"""``aecnn reproduce table1 --scale smoke``: every cell of the table comes from records."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+
+from aecnn.cli import main
+
+
+@pytest.mark.slow
+def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("AECNN_DATA", str(caltech_root))
+    runs, res = tmp_path / "runs", tmp_path / "results"
+    sets = [f"baseline_out={runs}/seed{{seed}}/baseline", f"aecnn_out={runs}/seed{{seed}}/aecnn",
+            f"bottlenet_out={runs}/seed{{seed}}/bottlenet", f"measure_out={runs}/measure",
+            f"results={res}"]
+    argv = ["reproduce", "table1", "--scale", "smoke", "--no-progress"]
+    for s in sets:
+        argv += ["--set", s]
+    assert main(argv) == 0
+    table = json.loads((res / "table1.json").read_text())
+    assert table["seeds"] == [0, 1] and (res / "rate_accuracy.png").stat().st_size > 1000
+    md = (res / "table1.md").read_text()
+    assert len(table["rows"]) == 2 * 2  # two split points x ratios 4 and 64
+    for row in table["rows"]:
+        for method, stage in (("aecnn", "aecnn-x"), ("ca_pruned", "pruned-x"),
+                              ("bottlenet++", "bottlenet-x")):
+            # the cell is the mean over seeds of the stage records' test accuracy
+            accs = []
+            for seed in (0, 1):
+                run = "bottlenet" if method == "bottlenet++" else "aecnn"
+                rec = runs / f"seed{seed}" / run / row["point"] / f"{stage}{row['ratio']}"
+                accs.append(json.loads((rec / "result.json").read_text())["test_top1"])
+            cell = row[method]
+            assert cell["n"] == 2
+            assert cell["mean"] == pytest.approx(statistics.mean(accs))
+            assert cell["std"] == pytest.approx(statistics.stdev(accs))
+            assert f"{cell['mean']:.2f} ± {cell['std']:.2f}" in md
+        for key in ("compressed_shape", "entropy_bits", "value_entropy", "t_enc_ms",
+                    "t_dec_ms", "total_compression"):
+            assert row[key] is not None, key
+        assert row["compressed_shape"][0] * row["ratio"] == row["split_shape"][0]
+    quants = {p["quant"] for p in table["curve"]}
+    assert quants == {"float32", "uint8", "uint4", "uint2"}
+    # a rerun reuses every record: nothing is trained or measured again
+    before = {p: p.stat().st_mtime_ns for p in runs.rglob("*.json")}
+    assert main(argv) == 0
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob("*.json") if p in before} == before
+
+    # Fig. 4 of the same scale from the seed-0 run
+    assert main(["reproduce", "fig4", "--scale", "smoke", "--no-progress", *sum(
+        (["--set", s] for s in sets), [])]) == 0
+    assert (res / "fig4_stem.png").exists() and (res / "fig4_stem.json").exists()

@@ -1,0 +1,292 @@
+"""The runtime on loopback: variants, protocol, edge server, device client, latency model,
+planner. Tiny ResNet-18 variants at 32 px on real Caltech-101 photos."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from aecnn.compression.codec import FeatureCodec
+from aecnn.errors import AecnnError
+from aecnn.models import get_spec
+from aecnn.runtime import protocol as P
+from aecnn.runtime.client import CoInference, Connection, FullOffloading, LocalComputing
+from aecnn.runtime.latency import LatencyProfile, ProfileError
+from aecnn.runtime.planner import AdaptivePolicy, plan, render_plan
+from aecnn.runtime.profile import make_photo, profile_all
+from aecnn.runtime.server import EdgeServer, ServerConfig
+from aecnn.runtime.variant import (
+    Variant,
+    VariantError,
+    VariantMeta,
+    export_variant,
+    load_variant,
+)
+
+SPEC = get_spec("resnet18")
+CLASSES = tuple(f"class{i}" for i in range(5))
+
+
+def make_meta(name: str, bridge: str, ratio: int, kept=None, fr_shape=None,
+              top1=None) -> VariantMeta:
+    return VariantMeta(name=name, model_name="resnet18", classes=CLASSES, point="stem",
+                       ratio=ratio, bridge=bridge, kept=kept, channels=64, input_size=32,
+                       mean=SPEC.mean, std=SPEC.std, fr_shape=fr_shape, test_top1=top1)
+
+
+@pytest.fixture(scope="module")
+def variant_files(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("variants")
+    torch.manual_seed(0)
+    metas = [make_meta("r18-x1", "identity", 1, top1=70.0),
+             make_meta("r18-fr-x8", "fr", 8, tuple(range(0, 64, 8)), "1x1", 65.0),
+             make_meta("r18-zf-x16", "zerofill", 16, tuple(range(4)), None, 60.0)]
+    out = {}
+    for m in metas:
+        v = Variant(m).eval()  # torchvision's random initialisation
+        out[m.name] = export_variant(v, m, d / f"{m.name}.pt")
+    return out
+
+
+@pytest.fixture(scope="module")
+def photos(caltech_root) -> list[bytes]:
+    folder = caltech_root / "101_ObjectCategories"
+    return [sorted((folder / c).iterdir())[0].read_bytes()
+            for c in ("airplanes", "Motorbikes", "Faces_easy")]
+
+
+class Running:
+    """An EdgeServer on an event loop in a thread, on a free loopback port."""
+
+    def __init__(self, variants: dict, **cfg) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.server = EdgeServer(variants, ServerConfig(port=0, **cfg))
+        self.host, self.port = self.loop.run_until_complete(self.server.start())
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.shutdown(), self.loop).result(20)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def served(variant_files):
+    variants = {n: load_variant(p) for n, p in variant_files.items()}
+    run = Running(variants)
+    yield run, variants
+    run.stop()
+
+
+def test_variant_file_round_trip(variant_files, tmp_path):
+    v = load_variant(variant_files["r18-fr-x8"])
+    assert v.meta.kept == tuple(range(0, 64, 8)) and v.meta.bridge == "fr"
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        z = v.head(x)
+        assert z.shape == (2, 8, 8, 8)  # physically pruned head: only the kept channels
+        full = v.bridge(z)
+        assert torch.equal(full[:, list(v.meta.kept)], z)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a variant")
+    with pytest.raises(VariantError, match="corrupt or unreadable"):
+        load_variant(bad)
+    with pytest.raises(VariantError, match="does not exist"):
+        load_variant(tmp_path / "missing.pt")
+    torch.save({"format": "something-else"}, bad)
+    with pytest.raises(VariantError, match="not an aecnn variant"):
+        load_variant(bad)
+
+
+def test_co_inference_matches_the_whole_model(served, photos):
+    run, variants = served
+    v = variants["r18-fr-x8"]
+    with Connection(run.host, run.port) as conn:
+        co = CoInference(v, FeatureCodec("float32", "memoryless"), conn)
+        for data in photos:
+            r = co.infer(data)
+            with torch.inference_mode():
+                logits = v(co.prep(data))
+            assert r.cls == int(logits.argmax())  # float32 + lossless coding: exact
+            assert r.score == pytest.approx(float(logits.softmax(1).max()), abs=1e-5)
+            assert r.bytes_up > 0 and r.coder == "memoryless"
+            assert all(getattr(r, t) >= 0 for t in ("t_pre", "t_iot", "t_enc", "t_com",
+                                                     "t_dec", "t_fr", "t_es"))
+            parts = r.t_pre + r.t_iot + r.t_enc + r.t_com + r.t_dec + r.t_fr + r.t_es
+            assert parts <= r.total * 1.05 + 1e-3
+
+
+def test_full_offload_and_local_agree(served, photos):
+    run, variants = served
+    local = LocalComputing(variants["r18-x1"])
+    with Connection(run.host, run.port) as conn:
+        full = FullOffloading("r18-x1", conn)
+        for data in photos:
+            a, b = local.infer(data), full.infer(data)
+            assert a.cls == b.cls and a.score == pytest.approx(b.score, abs=1e-5)
+            assert b.bytes_up == len(data) + len(b"r18-x1") + 1 + P.HEADER.size
+            assert a.bytes_up == 0 and a.t_com == 0
+
+
+def test_server_rejects_bad_requests_and_survives(served, photos):
+    run, variants = served
+    with Connection(run.host, run.port) as conn:
+        co = CoInference(variants["r18-fr-x8"], FeatureCodec("uint8", "none"), conn)
+        packet, _ = co.codec.encode(torch.rand(8, 8, 8), tuple(range(0, 64, 8)), 64,
+                                    "r18-fr-x8", "layer1.0")
+        with pytest.raises(P.RemoteError, match="split"):
+            conn.call(P.Kind.FEATURE, packet.to_bytes())
+        packet, _ = co.codec.encode(torch.rand(8, 8, 8), tuple(range(8)), 64,
+                                    "r18-fr-x8", "stem")
+        with pytest.raises(P.RemoteError, match="kept channels"):
+            conn.call(P.Kind.FEATURE, packet.to_bytes())
+        packet, _ = co.codec.encode(torch.rand(8, 4, 4), tuple(range(0, 64, 8)), 64,
+                                    "r18-fr-x8", "stem")
+        with pytest.raises(P.RemoteError, match="expects"):
+            conn.call(P.Kind.FEATURE, packet.to_bytes())
+        with pytest.raises(P.RemoteError, match="magic"):
+            conn.call(P.Kind.FEATURE, b"garbage that is not a packet")
+        with pytest.raises(P.RemoteError, match="unknown variant"):
+            conn.call(P.Kind.IMAGE, P.image_body("nope", photos[0]))
+        with pytest.raises(P.RemoteError, match="cannot decode image"):
+            conn.call(P.Kind.IMAGE, P.image_body("r18-x1", b"\xff\xd8 truncated jpeg"))
+        assert co.infer(photos[0]).cls >= 0  # the same connection still works
+    # a frame header that lies about its size: one error reply, then the connection closes
+    with socket.create_connection((run.host, run.port)) as s:
+        s.sendall(struct.pack("<2sBBII", b"AQ", 1, 1, 7, P.DEFAULT_MAX_FRAME + 1))
+        kind, rid, length = P.parse_header(s.recv(12), P.RESPONSE, 1 << 20)
+        assert kind == P.Status.ERROR and b"over the limit" in s.recv(length)
+        assert s.recv(1) == b""
+    with socket.create_connection((run.host, run.port)) as s:
+        s.sendall(b"XX" + bytes(10))
+        kind, _, length = P.parse_header(s.recv(12), P.RESPONSE, 1 << 20)
+        assert kind == P.Status.ERROR and b"magic" in s.recv(length)
+
+
+def test_concurrent_devices_are_batched(variant_files, photos):
+    variants = {"r18-fr-x8": load_variant(variant_files["r18-fr-x8"])}
+    run = Running(variants, batch_window=0.05, max_batch=8)
+    results: list = []
+    errors: list = []
+
+    def device() -> None:
+        try:
+            with Connection(run.host, run.port) as conn:
+                co = CoInference(variants["r18-fr-x8"], FeatureCodec("float16", "zstd"), conn)
+                results.append(co.infer(photos[0]))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=device) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    run.stop()
+    assert not errors and len(results) == 6
+    assert len({r.cls for r in results}) == 1
+
+
+def test_graceful_shutdown_answers_accepted_requests(variant_files, photos):
+    variants = {"r18-x1": load_variant(variant_files["r18-x1"])}
+    run = Running(variants, batch_window=0.3)  # the request waits in the batcher
+    out: list = []
+    with Connection(run.host, run.port) as conn:
+        t = threading.Thread(target=lambda: out.append(
+            FullOffloading("r18-x1", conn).infer(photos[0])))
+        t.start()
+        import time
+
+        time.sleep(0.1)
+        run.stop()  # while the request is in flight
+        t.join(10)
+    assert len(out) == 1 and out[0].label in CLASSES
+    with pytest.raises(AecnnError, match="cannot connect"):
+        Connection(run.host, run.port, timeout=2).connect()
+
+
+def test_profile_latency_model_and_planner(variant_files, photos, tmp_path):
+    variants = {n: load_variant(p) for n, p in variant_files.items()}
+    prof = profile_all(variants, photos[:2], variants["r18-x1"], ("none", "memoryless"),
+                       repeats=1, photo_sizes={"224x224": (224, 224)}, t_rtt=0.001,
+                       progress=False)
+    path = prof.save(tmp_path / "profile.json")
+    prof = LatencyProfile.load(path)
+    v = prof.variant("r18-fr-x8")
+    assert v.shape == (8, 8, 8) and v.raw_bytes == 4 * 8 * 8 * 8
+    slow, fast = prof.co_inference("r18-x1", 1e5, "none"), prof.co_inference("r18-x1", 1e9,
+                                                                             "none")
+    assert slow["total"] > fast["total"] and slow["t_cmp"] == pytest.approx(fast["t_cmp"])
+    # eq. (2): transmit time is bytes / rate
+    assert slow["t_com"] == pytest.approx(prof.variants["r18-x1"].coders["none"].bytes * 8 / 1e5)
+    assert prof.full_offloading("224x224", 1e6)["bytes"] > 0
+    assert prof.local()["t_com"] == 0
+    # the planner: generous deadline -> the most accurate; at a slow link -> compression wins
+    _, choice = plan(prof, 1e9, 10.0)
+    assert choice is not None and choice.variant == "r18-x1"
+    rows, _ = plan(prof, 2e4, 10.0)
+    pred = {r.variant: r.predicted for r in rows}
+    assert pred["r18-x1"] > pred["r18-fr-x8"] > pred["r18-zf-x16"]  # fewer bytes, faster
+    # a deadline only the compressed variants meet: the more accurate of them (x8, 65 %)
+    _, choice = plan(prof, 2e4, (pred["r18-x1"] + pred["r18-fr-x8"]) / 2)
+    assert choice is not None and choice.variant == "r18-fr-x8"
+    _, choice = plan(prof, 2e4, (pred["r18-fr-x8"] + pred["r18-zf-x16"]) / 2)
+    assert choice is not None and choice.variant == "r18-zf-x16"
+    _, none = plan(prof, 1e3, 1e-6)
+    assert none is None and "no variant meets" in render_plan(rows, None, 1e3, 1e-6)
+    policy = AdaptivePolicy(prof, 10.0, initial_rate=1e9)
+    policy.observe(100_000, 1.0 + prof.t_rtt)
+    assert policy.rate < 1e9 and policy.choose() in prof.variants
+    with pytest.raises(ProfileError, match="no profile for variant"):
+        prof.variant("missing")
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ProfileError, match="malformed"):
+        LatencyProfile.load(tmp_path / "bad.json")
+
+
+def test_make_photo_sizes(photos):
+    import io
+
+    from PIL import Image
+
+    jpg = make_photo(photos[0], 640, 480)
+    with Image.open(io.BytesIO(jpg)) as img:
+        assert img.size == (640, 480) and img.format == "JPEG"
+
+
+def test_protocol_header_checks():
+    frame = P.request(P.Kind.PING, 5, b"abc")
+    assert P.parse_header(frame[:12], P.REQUEST, 10) == (P.Kind.PING, 5, 3)
+    with pytest.raises(P.ProtocolError, match="over the limit"):
+        P.parse_header(frame[:12], P.REQUEST, 2)
+    with pytest.raises(P.ProtocolError, match="unknown frame kind"):
+        P.parse_header(struct.pack("<2sBBII", b"AQ", 1, 9, 0, 0), P.REQUEST, 10)
+    with pytest.raises(P.ProtocolError, match="version"):
+        P.parse_header(struct.pack("<2sBBII", b"AQ", 2, 1, 0, 0), P.REQUEST, 10)
+    with pytest.raises(P.ProtocolError):
+        P.split_image_body(b"\x09ab")
+
+
+def test_adaptive_client_switches_with_the_link(served, variant_files, photos, tmp_path):
+    from aecnn.runtime.client import AdaptiveCoInference
+
+    run, variants = served
+    prof = profile_all(variants, photos[:1], None, ("none",), repeats=1, progress=False)
+    pred = {n: prof.co_inference(n, 1e6, "none")["total"] for n in variants}
+    # a deadline that x1 meets at 1 Gbit/s but not at 1 Mbit/s
+    deadline = (pred["r18-x1"] + pred["r18-fr-x8"]) / 2
+    policy = AdaptivePolicy(prof, deadline, initial_rate=1e9)
+    with Connection(run.host, run.port) as conn:
+        client = AdaptiveCoInference(variants, policy, conn)
+        assert client.infer(photos[0]).variant == "r18-x1"  # fast link assumed: most accurate
+        for _ in range(12):  # then the link turns out slow (1 Mbit/s)
+            policy.observe(100_000, 0.8)
+        assert policy.rate == pytest.approx(1e6, rel=0.3)
+        assert client.infer(photos[0]).variant != "r18-x1"
