@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from aecnn.errors import AecnnError
-
 
 def render_bottlenet_table(records: list[dict]) -> str:
     """Markdown: split point, C x H x W, V, module-only and joint top-1, C' x H' x W'."""
@@ -58,17 +56,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="aecnn")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except AecnnError as exc:
-        print(f"aecnn: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("aecnn: interrupted", file=sys.stderr)
-        return 130
+    """``python -m aecnn.baselines.bottlenet_cli train-bottlenet ...``: the main CLI."""
+    from aecnn.cli import main as aecnn_main
+
+    return aecnn_main(argv)
 
 
 if __name__ == "__main__":

@@ -115,16 +115,9 @@ def cmd_link_cleanup(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``link ...`` on its own (``python -m aecnn.runtime.link_cli check --rate 10Mbps``)."""
-    from aecnn.errors import AecnnError
+    from aecnn.cli import main as aecnn_main
 
-    parser = argparse.ArgumentParser(prog="aecnn")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["link", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except AecnnError as exc:
-        print(f"aecnn: error: {exc}", file=sys.stderr)
-        return 2
+    return aecnn_main(["link", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
