@@ -290,3 +290,15 @@ def test_adaptive_client_switches_with_the_link(served, variant_files, photos, t
             policy.observe(100_000, 0.8)
         assert policy.rate == pytest.approx(1e6, rel=0.3)
         assert client.infer(photos[0]).variant != "r18-x1"
+
+
+def test_transport_bench_batches_concurrent_devices(variant_files):
+    from aecnn.benchmarks.transport import render_transport, run_transport
+
+    rec = run_transport(load_variant(variant_files["r18-fr-x8"]), clients=4, requests=4,
+                        windows=(0.05,))
+    assert rec["ping"]["empty"]["median_s"] < 0.05
+    single, batched = rec["batching"]
+    assert single["mean_batch"] == 1 and single["requests"] == 4
+    assert batched["requests"] == 16 and batched["mean_batch"] > 1  # a 50 ms window batches
+    assert "| 4 | 50 |" in render_transport(rec)

@@ -186,6 +186,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         rec = run_codec_bench(args.checkpoint, out, args.images, progress=not args.no_progress)
         print(render_markdown(rec))
+    elif args.what == "transport":
+        from aecnn.benchmarks.transport import run_transport, write_transport
+        from aecnn.errors import AecnnError
+        from aecnn.records import write_record
+        from aecnn.runtime.variant import load_variant
+
+        if not args.variant:
+            raise AecnnError("bench transport needs --variant FILE (aecnn export)")
+        out = Path(args.out if args.out != "results/codec" else "results/runtime")
+        out.mkdir(parents=True, exist_ok=True)
+        rec = write_record(out / "transport.json", run_transport(
+            load_variant(args.variant, args.input_size), args.clients, args.requests,
+            threads=args.threads))
+        print(write_transport(rec, out))
     else:
         from aecnn.compression.fuzz import run_fuzz
         from aecnn.records import write_record
@@ -297,12 +311,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("bench", help="benchmarks that write records under results/")
-    p.add_argument("what", choices=("codec", "fuzz"))
+    p.add_argument("what", choices=("codec", "fuzz", "transport"))
+    p.add_argument("--variant", help="transport: variant file served")
+    p.add_argument("--input-size", type=int, help="transport: run the variant at this size")
+    p.add_argument("--clients", type=int, default=8, help="transport: concurrent devices")
+    p.add_argument("--requests", type=int, default=8, help="transport: requests per device")
+    p.add_argument("--threads", type=int, help="transport: server torch threads")
     p.add_argument("--checkpoint", help="trained ResNet-50 checkpoint for real features")
     p.add_argument("--images", type=int, default=4)
     p.add_argument("--cases", type=int, default=100_000, help="fuzz: mutated packets")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="results/codec")
+    p.add_argument("--out", default="results/codec", help="(transport: results/runtime)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_bench)
 

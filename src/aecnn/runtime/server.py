@@ -73,11 +73,14 @@ class _Batcher:
             jobs = [await self.queue.get()]
             deadline = loop.time() + self.cfg.batch_window
             while len(jobs) < self.cfg.max_batch:
+                if not self.queue.empty():  # what already waits joins the batch
+                    jobs.append(self.queue.get_nowait())
+                    continue
                 timeout = deadline - loop.time()
-                if timeout <= 0 and self.queue.empty():
+                if timeout <= 0:
                     break
                 try:
-                    jobs.append(await asyncio.wait_for(self.queue.get(), max(timeout, 0)))
+                    jobs.append(await asyncio.wait_for(self.queue.get(), timeout))
                 except TimeoutError:
                     break
             jobs = [j for j in jobs if not j.future.done()]
