@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
 from pathlib import Path
 
@@ -165,17 +164,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from aecnn.config import load_config
-    from aecnn.training import TrainConfig, train_baseline
+    from aecnn.demo import run_demo
 
-    cfg = load_config(TrainConfig, args.config, args.overrides)
-    if Path(cfg.out).exists():
-        shutil.rmtree(cfg.out)
-    rec = train_baseline(cfg, progress=not args.no_progress)
-    print(f"demo: {rec['model']} trained {rec['epochs']} epochs on {rec['n_train']} images "
-          f"({cfg.data.subset}/class, {rec['input_size']}px) in {rec['seconds']:.0f}s; "
-          f"test top-1 {rec['test_top1']:.2f}%, top-5 {rec['test_top5']:.2f}% on "
-          f"{rec['n_test']} images. Record: {cfg.out}/result.json")
+    run_demo(args.config, args.overrides, progress=not args.no_progress)
     return 0
 
 
