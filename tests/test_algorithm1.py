@@ -64,9 +64,18 @@ def test_all_stages_kill_and_resume(caltech_root, tmp_path):
     assert all(-1 <= r <= 1 for r in fig["spearman"] + fig["kendall"])
     assert (figs / "fig4_stem.png").stat().st_size > 1000
 
+    # the CA form with a learnable affine, CA_Pruned only: its report compares the rankings
+    aff = tmp_path / "affine"
+    assert main([a if not a.startswith("out=") else f"out={aff}" for a in args]
+                + ["--set", "ca_affine=true", "--set", "fr.epochs=0", "--set", "ratios=[8]"]) == 0
     res = tmp_path / "results"
     assert main(["report-aecnn", str(out), "--baseline", str(base / "result.json"),
-                 "--out", str(res)]) == 0
+                 "--out", str(res), "--affine", str(aff)]) == 0
+    fr_md = (res / "fr_shapes.md").read_text()
+    assert "| stem | 8 | 1x1 | 504 |" in fr_md  # 8 -> 56 channels, 1x1 conv: 8*56 + 56
+    aff_md = (res / "ca_affine.md").read_text()
+    assert "| with affine (GCT-style) |" in aff_md and "Spearman" in aff_md
+    assert json.loads((aff / "stem" / "ca" / "result.json").read_text())["affine"] is True
     text = (res / "table1.md").read_text()
     assert "Baseline (resnet18, 32 px)" in text and "| stem | 64 x 8 x 8 | 2x |" in text
     assert (res / "aecnn" / "stem" / "aecnn-x8.json").exists()

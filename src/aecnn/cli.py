@@ -93,7 +93,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from aecnn.records import command_line
 
     text = write_report(Path(args.run), [Path(p) for p in args.ablation], Path(args.baseline),
-                        Path(args.out), command_line())
+                        Path(args.out), command_line(),
+                        Path(args.affine) if args.affine else None)
     print(text)
     return 0
 
@@ -268,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report-aecnn", help="collect Algorithm 1 records into results/")
     p.add_argument("run", help="the train-aecnn output folder")
     p.add_argument("--ablation", nargs="*", default=[], help="ablation run folders")
+    p.add_argument("--affine", help="run of CA with learnable affine (configs/aecnn/ca_affine)")
     p.add_argument("--baseline", default="results/baseline/resnet50_cpu64.json")
     p.add_argument("--out", default="results/aecnn")
     p.set_defaults(func=cmd_report)
