@@ -302,3 +302,25 @@ def test_transport_bench_batches_concurrent_devices(variant_files):
     assert single["mean_batch"] == 1 and single["requests"] == 4
     assert batched["requests"] == 16 and batched["mean_batch"] > 1  # a 50 ms window batches
     assert "| 4 | 50 |" in render_transport(rec)
+
+
+def test_cpu_quota_slows_the_device(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0:
+        pytest.skip("a cgroup CPU quota needs root")
+    script = ("import time\n"
+              "from aecnn.runtime.weak import limit_cpu\n"
+              "limit_cpu(0.25)\n"
+              "t0, c0 = time.perf_counter(), time.process_time()\n"
+              "while time.perf_counter() - t0 < 1.0: pass\n"
+              "print((time.process_time() - c0) / (time.perf_counter() - t0))\n")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=30)
+    if res.returncode != 0 and "cannot set a CPU quota" in res.stderr:
+        pytest.skip(res.stderr.strip().splitlines()[-1])
+    assert res.returncode == 0, res.stderr
+    share = float(res.stdout)
+    assert 0.15 < share < 0.4, share  # a quarter of a CPU, measured
