@@ -24,6 +24,11 @@ def render_table1(records: list[dict], baseline: dict | None = None) -> str:
     Where several FR shapes were trained, AECNN is the one chosen by validation accuracy."""
     by = {(r["point"], r["stage"]): r for r in records}
     points = list(dict.fromkeys(r["point"] for r in records))
+    if records and "model" in records[0]:  # in network order: stem first
+        from aecnn.models import get_spec
+
+        spec = get_spec(records[0]["model"])
+        points.sort(key=lambda p: spec.split_point(p).index)
     lines = []
     if baseline:
         lines += [f"Baseline ({baseline['model']}, {baseline['input_size']} px): test top-1 "
