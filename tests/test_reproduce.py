@@ -45,6 +45,8 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch):
         assert row["compressed_shape"][0] * row["ratio"] == row["split_shape"][0]
     quants = {p["quant"] for p in table["curve"]}
     assert quants == {"float32", "uint8", "uint4", "uint2"}
+    side = (res / "side_by_side.md").read_text()
+    assert "| stem | 64 | 88.54 (-7.30) |" in side  # the paper quoted, ours beside it
     # a rerun reuses every record: nothing is trained or measured again
     before = {p: p.stat().st_mtime_ns for p in runs.rglob("*.json")}
     assert main(argv) == 0

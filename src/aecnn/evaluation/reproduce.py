@@ -54,6 +54,8 @@ class ReproConfig:
     measure_out: str = "runs/reproduce/cpu"
     results: str = "results/reproduction/cpu"
     scale: str = "cpu"
+    train: bool = True               # False: only measure and tabulate the records that exist
+    paper_table: str = "configs/reproduce/paper_table1.json"  # quoted, for the side by side
 
 
 def _fmt(template: str, seed: int) -> str:
@@ -69,6 +71,14 @@ def train_all(cfg: ReproConfig, seed: int, progress: bool) -> dict[str, Path]:
     from aecnn.training.bottlenet import train_bottlenet
 
     base_out = Path(_fmt(cfg.baseline_out, seed))
+    paths = {"baseline": base_out, "aecnn": Path(_fmt(cfg.aecnn_out, seed)),
+             "bottlenet": Path(_fmt(cfg.bottlenet_out, seed))}
+    if not cfg.train:
+        if not (base_out / "result.json").exists():
+            from aecnn.errors import CheckpointError
+
+            raise CheckpointError(f"train=false, but there is no baseline record in {base_out}")
+        return paths
     if not (base_out / "result.json").exists():
         bcfg = load_config(TrainConfig, cfg.baseline_config,
                            [*cfg.baseline_overrides, f"seed={seed}", f"out={base_out}"])
@@ -241,4 +251,11 @@ def reproduce_table1(cfg: ReproConfig, progress: bool = True) -> dict:
                                                      **summary})
     (results / "table1.md").write_text(render_reproduction(summary))
     plot_rate_accuracy(summary, results / "rate_accuracy.png")
+    if Path(cfg.paper_table).is_file():
+        from aecnn.evaluation.table1_repro import render_side_by_side
+
+        paper = json.loads(Path(cfg.paper_table).read_text())
+        (results / "side_by_side.md").write_text(
+            f"# Table I: the paper next to this run ({cfg.scale})\n\n{paper['source']}.\n\n"
+            + render_side_by_side(summary, paper))
     return summary

@@ -210,3 +210,27 @@ def plot_rate_accuracy(summary: dict, path: Path) -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def render_side_by_side(summary: dict, paper: dict) -> str:
+    """The paper's Table I (quoted) next to ours, row by row: accuracy drop from each
+    baseline, so that a from-scratch 64 px model and an ImageNet 224 px one compare."""
+    ours = {(r["point"], r["ratio"]): r for r in summary["rows"]}
+    pb, ob = paper["baseline"], summary["baseline"]["mean"]
+    lines = [f"Baselines: paper {pb:.2f} %, ours {ob:.2f} %. Cells: accuracy (drop from the "
+             "baseline), paper | ours.", "",
+             "| split | V | BottleNet++ paper | ours | CA_Pruned paper | ours | AECNN paper | "
+             "ours | entropy (bit) paper | ours: value entropy / coded |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for p in paper["rows"]:
+        o = ours.get((p["point"], p["ratio"]), {})
+        cells = []
+        for m in ("bottlenet++", "ca_pruned", "aecnn"):
+            cells.append(f"{p[m]:.2f} ({p[m] - pb:+.2f})")
+            c = o.get(m)
+            cells.append(f"{c['mean']:.2f} ({c['mean'] - ob:+.2f})" if c else "-")
+        ve, cb = o.get("value_entropy"), o.get("entropy_bits")
+        ent = (f"{ve:.2f} / {cb:.2f}" if ve is not None and cb is not None else "-")
+        lines.append(f"| {p['point']} | {p['ratio']} | " + " | ".join(cells)
+                     + f" | {p['entropy_bits']:.2f} | {ent} |")
+    return "\n".join(lines) + "\n"
