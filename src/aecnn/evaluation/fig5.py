@@ -135,6 +135,12 @@ def plot_fig5(rec: dict, out: Path) -> list[Path]:
         ax.plot(r, [x * 1e3 for x in m], "o-", color=f"C{i}", label=f"{v}x")
         ax.plot(r, [x * 1e3 for x in p], "--", color=f"C{i}", alpha=0.5)
     ax.axhline(cfg["deadline_s"] * 1e3, color="k", linestyle=":", label="deadline")
+    chosen = [(p["rate_mbps"], p["measured_s"] * 1e3) for p in pts if p["fig"] == "5b"
+              and rec["planner"].get(str(p["rate_mbps"])) == p["variant"]]
+    if chosen:
+        cx, cy = zip(*chosen, strict=True)
+        ax.scatter(cx, cy, marker="*", s=220, facecolors="none", edgecolors="k", zorder=5,
+                   label="planner's choice")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xticks(rates)
