@@ -45,6 +45,17 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch):
         assert row["compressed_shape"][0] * row["ratio"] == row["split_shape"][0]
     quants = {p["quant"] for p in table["curve"]}
     assert quants == {"float32", "uint8", "uint4", "uint2"}
+    # quantisation-aware fine-tuning (qat_bits=[2]): one stage per network, measured at 2 bits
+    for run, stage in (("aecnn", "aecnn-q2-x64"), ("bottlenet", "bottlenet-q2-x64")):
+        rec = json.loads((runs / "seed0" / run / "stem" / stage / "result.json").read_text())
+        assert rec["qat_bits"] == 2 and rec["ratio"] == 64
+    qat = [p for p in table["curve"] if p["method"].endswith("_qat")]
+    assert {p["quant"] for p in qat} == {"uint2"} and len(qat) == 2 * 2 * 2 * 2
+    assert len(table["qat"]) == 2 * 2 * 2  # method x point x ratio, at 2 bits
+    for q in table["qat"]:
+        assert q["no_qat"] is not None and q["quant"] == "uint2"
+        assert f"| {q['qat']:.2f} |" in md
+    assert "## Quantisation-aware fine-tuning" in md
     side = (res / "side_by_side.md").read_text()
     assert "| stem | 64 | 88.54 (-7.30) |" in side  # the paper quoted, ours beside it
     # a rerun reuses every record: nothing is trained or measured again

@@ -108,8 +108,8 @@ def run_demo(config: str, overrides: list[str], ratio: int = 8, progress: bool =
     print(f"co-inference over TCP: {co['accuracy']:.2f} % on {len(test)} photos, median "
           f"{co['bytes_up']:.0f} B sent ({', '.join(co['coders'])}); local computing: "
           f"{loc['accuracy']:.2f} %")
-    print("median ms  " + "  ".join(f"{k}" for k in STEPS))
+    print(f"{'median ms':<14s}" + "".join(f"{k:>8s}" for k in STEPS))
     for mode, s in summary.items():
-        print(f"{mode:<12s}" + "  ".join(f"{s[k] * 1e3:.1f}" for k in STEPS))
+        print(f"{mode:<14s}" + "".join(f"{s[k] * 1e3:8.1f}" for k in STEPS))
     print(f"record: {out / 'result.json'} ({rec['seconds']:.0f} s)")
     return rec

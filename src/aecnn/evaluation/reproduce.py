@@ -3,7 +3,8 @@
 For each seed: the baseline, Algorithm 1 (CA_Pruned and AECNN) and BottleNet++ are trained
 or, where their records exist, reused. Then every deployed network (method x split point x
 ratio) is measured: test accuracy when the transmitted tensor is quantised to 8, 4 or 2 bits
-(no quantisation-aware fine-tuning), and, on a sample of test images, the bits per element
+(without quantisation-aware fine-tuning, and, for the stages fine-tuned through the
+quantiser, at their own bit width), and, on a sample of test images, the bits per element
 after lossless entropy coding and the encode/decode times. The table and the rate-accuracy
 figure are written from those records only: no number is typed in.
 """
@@ -28,6 +29,7 @@ from aecnn.config import load_config
 from aecnn.records import write_record
 
 METHODS = ("bottlenet++", "ca_pruned", "aecnn")
+QAT_METHODS = {"aecnn": "aecnn_qat", "bottlenet": "bottlenet++_qat"}  # stage prefix -> method
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class ReproConfig:
     bottlenet_overrides: tuple[str, ...] = ()
     bottlenet_out: str = "runs/bottlenet/resnet50_cpu64{suffix}"
     seeds: tuple[int, ...] = (0,)
+    points: tuple[str, ...] = ()     # train only these split points (default: the configs')
     bits: tuple[int, ...] = (8, 4, 2)
     coder: str = "context"          # lossless coder for the quantised tensors
     float_coder: str = "memoryless"  # the paper's entropy column: float32 symbols
@@ -84,6 +87,8 @@ def train_all(cfg: ReproConfig, seed: int, progress: bool) -> dict[str, Path]:
                            [*cfg.baseline_overrides, f"seed={seed}", f"out={base_out}"])
         train_baseline(bcfg, resume=(base_out / "last.pt").exists(), progress=progress)
     common = [f"baseline={base_out / 'best.pt'}", f"seed={seed}"]
+    if cfg.points:
+        common.append(f"points=[{', '.join(cfg.points)}]")
     a_out = Path(_fmt(cfg.aecnn_out, seed))
     train_aecnn(load_config(AecnnConfig, cfg.aecnn_config,
                             [*cfg.aecnn_overrides, *common, f"out={a_out}"]), progress)
@@ -96,7 +101,9 @@ def train_all(cfg: ReproConfig, seed: int, progress: bool) -> dict[str, Path]:
 def stage_folders(runs: dict[str, Path]) -> list[tuple[str, str, int, Path]]:
     """``(method, point, ratio, folder)`` of every deployable stage: CA_Pruned
     (``pruned-xV``), AECNN (the FR shape with the best validation accuracy), BottleNet++
-    (joint ``bottlenet-xV`` when it exists, else the module stage)."""
+    (joint ``bottlenet-xV`` when it exists, else the module stage), and their
+    quantisation-aware fine-tunings (``aecnn-qB-xV`` -> ``aecnn_qat``, ``bottlenet-qB-xV`` ->
+    ``bottlenet++_qat``)."""
     from aecnn.runtime.variant import best_sibling
 
     out = []
@@ -113,6 +120,11 @@ def stage_folders(runs: dict[str, Path]) -> list[tuple[str, str, int, Path]]:
         joint = rec_file.parent.parent / f"bottlenet-x{rec['ratio']}"
         folder = joint if (joint / "result.json").exists() else rec_file.parent
         out.append(("bottlenet++", rec["point"], rec["ratio"], folder))
+    for prefix, method in QAT_METHODS.items():  # quantisation-aware fine-tuning stages
+        run = runs["bottlenet" if prefix == "bottlenet" else "aecnn"]
+        for rec_file in sorted(run.glob(f"*/{prefix}-q*-x*/result.json")):
+            rec = json.loads(rec_file.read_text())
+            out.append((method, rec["point"], rec["ratio"], rec_file.parent))
     return out
 
 
@@ -205,20 +217,33 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
 
 def measure_all(cfg: ReproConfig, seed: int, runs: dict[str, Path], progress: bool
                 ) -> list[dict]:
-    """Measure every stage of one seed; a measurement whose record exists is reused."""
+    """Measure every stage of one seed; a measurement whose record exists is reused, and
+    records already in the measure folder whose stages are not in ``runs`` (measured by an
+    earlier run, e.g. another split point in another session) are kept too."""
     dataset = _test_split(runs["baseline"])
     out = Path(cfg.measure_out) / f"seed{seed}"
-    recs = []
+    recs, seen = [], set()
     stages = stage_folders(runs)
     for method, point, ratio, folder in tqdm(stages, desc=f"measure seed {seed}",
                                              disable=not progress):
-        f = out / f"{method}-{point}-x{ratio}.json"
+        qat = method.endswith("_qat")
+        f = out / (f"{method}-{point}-{folder.name}.json" if qat
+                   else f"{method}-{point}-x{ratio}.json")
+        seen.add(f.name)
         if f.exists():
             rec = json.loads(f.read_text())
         else:
-            rec = write_record(f, {**measure_stage(folder, dataset, cfg, progress),
-                                   "method": method, "seed": seed})
+            mcfg = cfg
+            if qat:  # a QAT network is deployed at the bit width it was fine-tuned for
+                bits = json.loads((folder / "result.json").read_text())["qat_bits"]
+                mcfg = dataclasses.replace(cfg, bits=(bits,))
+            rec = write_record(f, {**measure_stage(folder, dataset, mcfg, progress),
+                                   "method": method, "seed": seed,
+                                   **({"qat_bits": mcfg.bits[0]} if qat else {})})
         recs.append(rec)
+    for f in sorted(out.glob("*.json")):
+        if f.name not in seen and f.name != "baseline.json":
+            recs.append(json.loads(f.read_text()))
     f = out / "baseline.json"
     if f.exists():
         recs.append(json.loads(f.read_text()))

@@ -8,6 +8,9 @@ from collections import defaultdict
 from pathlib import Path
 
 METHOD_NAMES = {"bottlenet++": "BottleNet++", "ca_pruned": "CA_Pruned", "aecnn": "AECNN"}
+# quantisation-aware fine-tuned networks, each measured at the bit width it was tuned for
+QAT_NAMES = {"aecnn_qat": "AECNN + QAT", "bottlenet++_qat": "BottleNet++ + QAT"}
+ALL_NAMES = {**METHOD_NAMES, **QAT_NAMES}
 PAPER_HEADLINE = (256, 4.5)   # >= 256x at <= 4.5 points below the baseline
 STRETCH = (1000, 3.0)         # >= 1000x at <= 3 points
 
@@ -57,8 +60,11 @@ def summarize(recs: list[dict], baselines: list[dict], cfg) -> dict:
         rows.append(row)
     curve = []
     for r in recs:
-        full = r["elements"] * max(r["ratio"], 1) if r["method"] != "bottlenet++" else None
+        full = (r["elements"] * max(r["ratio"], 1) if not r["method"].startswith("bottlenet")
+                else None)
         for q, acc in r["accuracy"].items():
+            if r["method"] in QAT_NAMES and q != f"uint{r['qat_bits']}":
+                continue  # a QAT network is an operating point at its own bit width only
             curve.append({"method": r["method"], "point": r["point"], "ratio": r["ratio"],
                           "seed": r.get("seed", 0), "quant": q, "accuracy": acc,
                           "bytes_per_image": r["codec"][q]["bytes_per_image"],
@@ -77,8 +83,29 @@ def summarize(recs: list[dict], baselines: list[dict], cfg) -> dict:
     return {"scale": cfg.scale, "seeds": list(cfg.seeds), "n_quant_images": n_sub,
             "coder": cfg.coder, "baseline": {"mean": base[0],
             "std": base[1]}, "baseline_subset": {"mean": base_sub[0], "std": base_sub[1]},
-            "rows": rows, "curve": curve,
+            "rows": rows, "curve": curve, "qat": qat_rows(curve),
             "headline": headline(curve, base_sub[0])}
+
+
+def qat_rows(curve: list[dict]) -> list[dict]:
+    """Accuracy at each bit width with and without quantisation-aware fine-tuning, for every
+    (method, point, V, bits) that has a QAT network; mean over seeds."""
+    acc: dict = defaultdict(list)
+    size: dict = defaultdict(list)
+    for p in curve:
+        acc[(p["method"], p["point"], p["ratio"], p["quant"])].append(p["accuracy"])
+        size[(p["method"], p["point"], p["ratio"], p["quant"])].append(p["bytes_per_image"])
+    rows = []
+    for (method, point, ratio, quant), vals in acc.items():
+        if method not in QAT_NAMES:
+            continue
+        plain = acc.get((method.removesuffix("_qat"), point, ratio, quant))
+        rows.append({"method": method.removesuffix("_qat"), "point": point, "ratio": ratio,
+                     "quant": quant, "qat": statistics.mean(vals),
+                     "no_qat": statistics.mean(plain) if plain else None,
+                     "bytes_per_image": statistics.mean(size[(method, point, ratio, quant)])})
+    return sorted(rows, key=lambda r: (r["point"] != "stem", r["point"], r["method"],
+                                       r["ratio"], r["quant"]))
 
 
 def headline(curve: list[dict], base: float) -> dict:
@@ -94,9 +121,11 @@ def headline(curve: list[dict], base: float) -> dict:
             "compression": statistics.mean(x["compression"] for x in v),
             "bytes_per_image": statistics.mean(x["bytes_per_image"] for x in v)}
            for k, v in by.items()]
-    for method in METHOD_NAMES:
+    for method in ALL_NAMES:
         for point in sorted({a["point"] for a in agg}):
             pts = [a for a in agg if a["method"] == method and a["point"] == point]
+            if not pts and method in QAT_NAMES:
+                continue
             res = {}
             for tag, drop in (("within_3", 3.0), ("within_4.5", 4.5)):
                 ok = [a for a in pts if a["accuracy"] >= base - drop]
@@ -152,7 +181,8 @@ def render_reproduction(summary: dict) -> str:
               "## Highest compression near the baseline (quantised + entropy coded)", "",
               f"Baseline on the same {summary.get('n_quant_images', '')} test images: "
               f"{summary['baseline_subset']['mean']:.2f} %. Quantised tensors are coded with "
-              f"the `{summary.get('coder', '')}` coder; no quantisation-aware fine-tuning.", "",
+              f"the `{summary.get('coder', '')}` coder. '+ QAT': fine-tuned through the "
+              "quantiser (one network per bit width).", "",
               "| method @ point | within 3 points | within 4.5 points | >= 256x at <= 4.5 | "
               ">= 1000x at <= 3 |", "|---|---|---|---|---|"]
     for key, res in summary["headline"].items():
@@ -163,9 +193,20 @@ def render_reproduction(summary: dict) -> str:
                     f"{a['accuracy']:.2f} %)")
 
         name, point = key.split("@")
-        lines.append(f"| {METHOD_NAMES[name]} @ {point} | {desc(res['within_3'])} | "
+        lines.append(f"| {ALL_NAMES[name]} @ {point} | {desc(res['within_3'])} | "
                      f"{desc(res['within_4.5'])} | {'yes' if res['paper_headline_met'] else 'no'}"
                      f" | {'yes' if res['stretch_met'] else 'no'} |")
+    if summary.get("qat"):
+        lines += ["", "## Quantisation-aware fine-tuning", "",
+                  "Test top-1 (%) of the same network quantised at deployment only, and after "
+                  "one fine-tuning stage through the quantiser.", "",
+                  "| method @ point | V | bits | without QAT | with QAT | bytes per image |",
+                  "|---|---|---|---|---|---|"]
+        for q in summary["qat"]:
+            no = f"{q['no_qat']:.2f}" if q["no_qat"] is not None else "-"
+            lines.append(f"| {METHOD_NAMES[q['method']]} @ {q['point']} | {q['ratio']} | "
+                         f"{q['quant'].removeprefix('uint')} | {no} | {q['qat']:.2f} | "
+                         f"{q['bytes_per_image']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -184,15 +225,17 @@ def plot_rate_accuracy(summary: dict, path: Path) -> Path:
     markers = {"float32": "o", "uint8": "s", "uint4": "^", "uint2": "v"}
     base = summary["baseline_subset"]["mean"]
     for ax, point in zip(axes[0], points, strict=True):
-        for i, (m, label) in enumerate(METHOD_NAMES.items()):
+        for i, (m, label) in enumerate(ALL_NAMES.items()):
             pts = [p for p in curve if p["method"] == m and p["point"] == point]
+            labelled = False
             for q, mk in markers.items():
                 sel = sorted((p["bytes_per_image"], p["accuracy"]) for p in pts
                              if p["quant"] == q)
                 if sel:
                     x, y = zip(*sel, strict=True)
                     ax.scatter(x, y, marker=mk, color=f"C{i}", s=18,
-                               label=f"{label} {q}" if q == "float32" else None)
+                               label=None if labelled else label)
+                    labelled = True
             best = summary["headline"].get(f"{m}@{point}", {}).get("within_3")
             if best:
                 ax.scatter([best["bytes_per_image"]], [best["accuracy"]], s=160,

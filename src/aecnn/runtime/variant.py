@@ -195,7 +195,9 @@ def meta_from_stage(folder: str | Path, name: str | None = None) -> tuple[Varian
     sp = spec.split_point(rec["point"])
     kept = rec.get("kept") if bridge != "bottlenet" else None
     meta = VariantMeta(
-        name=name or f"{ckpt['model_name']}-{sp.name}-{bridge}-x{rec['ratio']}",
+        name=name or (f"{ckpt['model_name']}-{sp.name}-{bridge}"
+                      + (f"-q{rec['qat_bits']}" if rec.get("qat_bits") else "")
+                      + f"-x{rec['ratio']}"),
         model_name=ckpt["model_name"], classes=tuple(ckpt["classes"]), point=sp.name,
         ratio=int(rec["ratio"]), bridge=bridge, kept=tuple(kept) if kept else None,
         channels=sp.channels, input_size=int(rec["input_size"]), mean=tuple(spec.mean),

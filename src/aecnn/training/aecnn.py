@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from aecnn.compression.attention import ChannelAttention, channel_importance, keep_indices
 from aecnn.compression.pruning import pruned_head
+from aecnn.compression.qat import FakeQuant
 from aecnn.compression.recovery import FeatureRecovery, ZeroFill
 from aecnn.config import load_config, save_config, to_dict
 from aecnn.models import create_model, get_spec, split_model
@@ -71,6 +72,8 @@ class AecnnConfig:
     prune: StageBudget = field(default_factory=StageBudget)
     fr: StageBudget = field(default_factory=StageBudget)
     fr_shapes: tuple[Literal["1x1", "3x3"], ...] = ("3x3",)
+    qat: StageBudget = field(default_factory=lambda: StageBudget(epochs=1, lr=0.001))
+    qat_bits: tuple[int, ...] = ()
     importance: Literal["ca", "random", "l1", "activation"] = "ca"
     importance_images: int | None = None
     subset: int | None = None
@@ -85,14 +88,24 @@ class AecnnConfig:
 
 
 class SplitNet(nn.Module):
-    """Device head -> bridge (CA, zero fill or FR) -> server tail: ``(B, 3, H, W) -> logits``."""
+    """Device head -> bridge (CA, zero fill or FR) -> server tail: ``(B, 3, H, W) -> logits``.
 
-    def __init__(self, head: nn.Module, bridge: nn.Module, tail: nn.Module) -> None:
+    ``quant`` (quantisation-aware fine-tuning: a :class:`FakeQuant`) sits between head and
+    bridge, where the codec quantises; it has no state, so checkpoints are the same with or
+    without it.
+    """
+
+    def __init__(self, head: nn.Module, bridge: nn.Module, tail: nn.Module,
+                 quant: nn.Module | None = None) -> None:
         super().__init__()
         self.head, self.bridge, self.tail = head, bridge, tail
+        self.quant = quant
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.tail(self.bridge(self.head(x)))
+        z = self.head(x)
+        if self.quant is not None:
+            z = self.quant(z)
+        return self.tail(self.bridge(z))
 
 
 def count_flops(module: nn.Module, x: torch.Tensor) -> tuple[int, torch.Tensor]:
@@ -233,12 +246,31 @@ class Pipeline:
                             "ranking": sorted(range(len(imp)), key=lambda i: -float(imp[i]))})
         return imp
 
+    def qat_stages(self, folder: Path, method: str, start: SplitNet, extra: dict
+                   ) -> list[dict]:
+        """Quantisation-aware fine-tuning of a finished network, one stage per bit width in
+        ``cfg.qat_bits``: ``<method>-q<bits>-x<V>`` starts from ``start``'s weights, puts a
+        :class:`FakeQuant` between head and bridge (the codec's per-tensor grid) and
+        fine-tunes with the ``qat`` budget. Its records add ``qat_bits``."""
+        records = []
+        for bits in self.cfg.qat_bits:
+            def build(bits: int = bits) -> SplitNet:
+                net = copy.deepcopy(start)
+                net.quant = FakeQuant(bits)
+                return net
+
+            name = f"{method}-q{bits}-x{extra['ratio']}"
+            _, rec = self.stage(name, folder / name, build, self.cfg.qat,
+                                {**extra, "qat_bits": bits})
+            records.append(rec)
+        return records
+
     def run(self) -> list[dict]:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, self.out / "config.yaml")
         records = []
-        total = len(cfg.points) * (1 + 2 * len(cfg.ratios))
+        total = len(cfg.points) * (1 + (2 + len(cfg.qat_bits)) * len(cfg.ratios))
         bar = tqdm(total=total, desc="Algorithm 1", unit="stage", disable=not self.progress)
         for point in cfg.points:
             sp = self.spec.split_point(point)
@@ -272,6 +304,7 @@ class Pipeline:
                     bar.update()
                     continue
 
+                best: tuple[float, SplitNet, str] | None = None  # val top-1, net, FR shape
                 for i, shape in enumerate(cfg.fr_shapes):
                     def build_fr(sp: SplitPoint = sp, keep: list[int] = keep,
                                  pruned: SplitNet = pruned, shape: str = shape) -> SplitNet:
@@ -281,10 +314,16 @@ class Pipeline:
                                         copy.deepcopy(pruned.tail))
 
                     name = f"aecnn-x{ratio}" + (f"-{shape}" if i else "")
-                    _, rec = self.stage(name, folder / name, build_fr, cfg.fr,
-                                        {**extra, "fr_shape": shape})
+                    net, rec = self.stage(name, folder / name, build_fr, cfg.fr,
+                                          {**extra, "fr_shape": shape})
                     records.append(rec)
+                    if best is None or rec["val_top1"] > best[0]:
+                        best = (rec["val_top1"], net, shape)
                 bar.update()
+                if best is not None and cfg.qat_bits:  # QAT of the FR shape chosen by val
+                    records += self.qat_stages(folder, "aecnn", best[1],
+                                               {**extra, "fr_shape": best[2]})
+                    bar.update(len(cfg.qat_bits))
         bar.close()
         return records
 

@@ -5,7 +5,9 @@ For each split point and ratio V: ``bottlenet-module-xV`` inserts the encoder af
 backbone held fixed (the paper's second phase); then, when ``joint.epochs > 0``,
 ``bottlenet-xV`` fine-tunes everything from there (the third phase). Stages run through
 :meth:`Pipeline.stage`, so their folders, checkpoints, records and resume rules are
-AECNN's; records add ``method: "bottlenet++"``, ``spatial`` and ``split_shape``.
+AECNN's; records add ``method: "bottlenet++"``, ``spatial`` and ``split_shape``. With
+``qat_bits``, ``bottlenet-q<bits>-xV`` then fine-tunes the final network through the codec's
+quantisation (:meth:`Pipeline.qat_stages`), as Algorithm 1 does for AECNN.
 
 Freezing: :meth:`Pipeline.stage` sets ``requires_grad`` per part (head, bridge, tail), but
 the head here is backbone + encoder. In the module stage the backbone head is a
@@ -62,6 +64,8 @@ class BottleNetConfig:
     ratios: tuple[int, ...] = (2, 4, 8, 16, 32, 64)
     module: ModuleBudget = field(default_factory=ModuleBudget)
     joint: StageBudget = field(default_factory=StageBudget)
+    qat: StageBudget = field(default_factory=lambda: StageBudget(epochs=1, lr=0.001))
+    qat_bits: tuple[int, ...] = ()
     spatial: bool = False
     subset: int | None = None
     workers: int = 0
@@ -132,7 +136,7 @@ class BottleNetPipeline(Pipeline):
         self.out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, self.out / "config.yaml")
         records = []
-        per_ratio = 1 + (cfg.joint.epochs > 0)
+        per_ratio = 1 + (cfg.joint.epochs > 0) + len(cfg.qat_bits)
         bar = tqdm(total=len(cfg.points) * len(cfg.ratios) * per_ratio, desc="BottleNet++",
                    unit="stage", disable=not self.progress)
         for point in cfg.points:
@@ -149,6 +153,8 @@ class BottleNetPipeline(Pipeline):
                 records.append(rec)
                 bar.update()
                 if cfg.joint.epochs == 0:
+                    records += self.qat_stages(folder, "bottlenet", module_net, extra)
+                    bar.update(len(cfg.qat_bits))
                     continue
 
                 def build_joint(sp: SplitPoint = sp, ratio: int = ratio,
@@ -158,10 +164,13 @@ class BottleNetPipeline(Pipeline):
                     return net
 
                 name = f"bottlenet-x{ratio}"
-                _, rec = self.stage(name, folder / name, build_joint, cfg.joint,
-                                    {**extra, "backbone_frozen": False})
+                joint_net, rec = self.stage(name, folder / name, build_joint, cfg.joint,
+                                            {**extra, "backbone_frozen": False})
                 records.append(rec)
                 bar.update()
+                records += self.qat_stages(folder, "bottlenet", joint_net,
+                                           {**extra, "backbone_frozen": False})
+                bar.update(len(cfg.qat_bits))
         bar.close()
         return records
 

@@ -1,0 +1,54 @@
+"""Quantisation-aware fine-tuning: the simulated quantiser is the codec's, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from aecnn.compression.qat import FakeQuant, fake_quantize
+from aecnn.compression.quantize import QuantSpec, dequantize, quantize
+from aecnn.errors import AecnnError
+from aecnn.training.aecnn import SplitNet
+
+
+def _codec_roundtrip(x: torch.Tensor, bits: int) -> torch.Tensor:
+    spec = QuantSpec.parse(f"uint{bits}")
+    out = []
+    for xi in x.numpy():
+        sym, lo, step = quantize(xi, spec)
+        out.append(dequantize(sym, spec, lo, step, xi.shape))
+    return torch.from_numpy(np.stack(out))
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+def test_fake_quantize_is_the_codec(bits):
+    g = torch.Generator().manual_seed(bits)
+    x = torch.relu(torch.randn(3, 5, 7, 6, generator=g) * 3)  # post-ReLU, many zeros
+    x[1] = 0.0                                                # all zero
+    x[2] = 1.25                                               # constant
+    y = fake_quantize(x, bits)
+    assert torch.equal(y, _codec_roundtrip(x, bits))
+    assert y[0].unique().numel() <= 2**bits
+
+
+def test_straight_through_gradient():
+    x = torch.rand(2, 4, 3, 3, requires_grad=True)
+    w = torch.randn(2, 4, 3, 3)
+    (fake_quantize(x, 2) * w).sum().backward()
+    assert torch.equal(x.grad, w)
+
+
+def test_fake_quant_keeps_checkpoints_and_rejects_bad_bits():
+    net = SplitNet(nn.Conv2d(3, 4, 1), nn.Identity(), nn.Conv2d(4, 2, 1))
+    keys = set(net.state_dict())
+    net.quant = FakeQuant(4)
+    assert set(net.state_dict()) == keys  # no state: QAT checkpoints load as plain ones
+    x = torch.rand(2, 3, 5, 5)
+    z = fake_quantize(net.head(x), 4)
+    assert torch.allclose(net(x), net.tail(z))
+    with pytest.raises(AecnnError):
+        FakeQuant(0)
+    with pytest.raises(AecnnError):
+        fake_quantize(x, 9)
