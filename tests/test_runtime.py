@@ -324,3 +324,121 @@ def test_cpu_quota_slows_the_device(tmp_path):
     assert res.returncode == 0, res.stderr
     share = float(res.stdout)
     assert 0.15 < share < 0.4, share  # a quarter of a CPU, measured
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def _reply(s: socket.socket) -> tuple[int, bytes] | None:
+    """One response frame, or None when the server closed without one."""
+    raw = b""
+    while len(raw) < P.HEADER.size:
+        chunk = s.recv(P.HEADER.size - len(raw))
+        if not chunk:
+            return None
+        raw += chunk
+    kind, _, length = P.parse_header(raw, P.RESPONSE, 1 << 20)
+    body = b""
+    while len(body) < length:
+        chunk = s.recv(length - len(body))
+        assert chunk, "response cut short"
+        body += chunk
+    return kind, body
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs /proc for RSS")
+def test_server_robustness_suite(variant_files, photos):
+    """Truncated frames, bad CRCs, oversized lengths, unknown variants, silent clients,
+    clients that hang up mid-frame and 1,000 random byte strings: the server answers each bad
+    client with an error where the connection allows, keeps serving a well-formed client
+    throughout, and does not grow (RSS before and after)."""
+    import random
+
+    variants = {"r18-fr-x8": load_variant(variant_files["r18-fr-x8"])}
+    run = Running(variants, request_timeout=0.5, idle_timeout=0.5)
+    good_conn = Connection(run.host, run.port)
+    good = CoInference(variants["r18-fr-x8"], FeatureCodec("uint8", "per-channel"), good_conn)
+    expect = good.infer(photos[0]).cls
+    good_conn.close()
+    packet, _ = good.codec.encode(torch.rand(8, 8, 8), tuple(range(0, 64, 8)), 64,
+                                  "r18-fr-x8", "stem")
+    wire = packet.to_bytes()
+
+    def still_serving() -> None:  # a well-formed device (idle ones are closed after 0.5 s)
+        with Connection(run.host, run.port) as conn:
+            good.conn = conn
+            assert good.infer(photos[0]).cls == expect
+
+    def bad(payload: bytes, hang_up: bool = False) -> tuple[int, bytes] | None:
+        with socket.create_connection((run.host, run.port), timeout=10) as s:
+            s.sendall(payload)
+            if hang_up:
+                return None
+            return _reply(s)
+
+    try:
+        # a corrupted packet (CRC), a packet for an unknown variant, a lying length field
+        flipped = bytearray(wire)
+        flipped[len(wire) // 2] ^= 0x10
+        kind, body = bad(P.request(P.Kind.FEATURE, 1, bytes(flipped)))
+        assert kind == P.Status.ERROR and b"CRC" in body
+        packet2, _ = good.codec.encode(torch.rand(8, 8, 8), tuple(range(0, 64, 8)), 64,
+                                       "nope", "stem")
+        kind, body = bad(P.request(P.Kind.FEATURE, 2, packet2.to_bytes()))
+        assert kind == P.Status.ERROR and b"unknown variant" in body
+        kind, body = bad(P.HEADER.pack(P.REQUEST, P.VERSION, P.Kind.FEATURE, 3, 2**31))
+        assert kind == P.Status.ERROR and b"over the limit" in body
+        still_serving()
+        # truncated frames: the header promises more than comes, then silence
+        kind, body = bad(P.request(P.Kind.FEATURE, 4, wire)[:-10])
+        assert kind == P.Status.ERROR and b"truncated" in body
+        kind, body = bad(P.request(P.Kind.FEATURE, 5, wire)[:7])  # half a header
+        assert kind == P.Status.ERROR and b"truncated" in body
+        # clients that connect and go silent, while the good client is served
+        silent = [socket.create_connection((run.host, run.port)) for _ in range(5)]
+        still_serving()
+        for s in silent:
+            s.settimeout(10)
+            assert s.recv(1) == b""  # closed by the server after idle_timeout
+            s.close()
+        # clients that disconnect mid-frame
+        for cut in (3, 12, 40, len(wire) // 2):
+            bad(P.request(P.Kind.FEATURE, 6, wire)[:cut], hang_up=True)
+        still_serving()
+
+        # 1,000 random byte strings: half raw, half inside a valid frame header
+        rng = random.Random(0)
+
+        def fuzz(n: int) -> int:
+            answered = 0
+            for i in range(n):
+                junk = rng.randbytes(rng.randrange(0, 600))
+                if i % 2:
+                    junk = P.request(rng.choice(list(P.Kind)), i, junk)
+                elif junk[:2] == P.REQUEST:
+                    junk = b"XX" + junk[2:]
+                # raw junk shorter than a header gets no reply: the client hangs up
+                hang_up = i % 2 == 0 and len(junk) < P.HEADER.size
+                rep = bad(junk, hang_up=hang_up)
+                if rep is not None:
+                    answered += 1
+                    assert rep[0] in (P.Status.OK, P.Status.ERROR)
+            return answered
+
+        fuzz(100)  # warm up allocator and caches before measuring
+        rss0 = _rss_bytes()
+        answered = fuzz(1000)
+        still_serving()
+        rss1 = _rss_bytes()
+        assert answered > 900
+        assert rss1 - rss0 < 32 * 2**20, f"RSS grew by {(rss1 - rss0) / 2**20:.1f} MiB"
+        import time
+
+        deadline = time.monotonic() + 5  # every connection is released once its client left
+        while run.server.connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not run.server.connections
+    finally:
+        run.stop()

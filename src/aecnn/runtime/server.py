@@ -182,14 +182,16 @@ class EdgeServer:
         self.connections[task] = False
         try:
             while not self.closing:
-                try:
-                    raw = await asyncio.wait_for(reader.readexactly(P.HEADER.size),
-                                                 self.cfg.idle_timeout)
+                try:  # between requests a client may stay quiet up to idle_timeout ...
+                    first = await asyncio.wait_for(reader.readexactly(1),
+                                                   self.cfg.idle_timeout)
                 except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
                     return
                 self.connections[task] = True
-                try:
+                try:  # ... but once a frame has begun, all of it must come in request_timeout
                     rid = 0
+                    raw = first + await asyncio.wait_for(
+                        reader.readexactly(P.HEADER.size - 1), self.cfg.request_timeout)
                     kind, rid, length = P.parse_header(raw, P.REQUEST, self.cfg.max_frame)
                     body = await asyncio.wait_for(reader.readexactly(length),
                                                   self.cfg.request_timeout)
