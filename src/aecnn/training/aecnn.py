@@ -60,22 +60,17 @@ class StageBudget:
 
 
 @dataclass(frozen=True)
-class AecnnConfig:
-    """Algorithm 1. Data, model and split come from the baseline checkpoint; ``subset``,
-    ``workers`` and ``batch_size`` may override its data settings."""
+class StagesConfig:
+    """What every staged run on a baseline shares (Algorithm 1, BottleNet++): which baseline,
+    split points and ratios, quantisation-aware fine-tuning, and how to run. Data, model and
+    split come from the baseline checkpoint; ``subset``, ``workers`` and ``batch_size`` may
+    override its data settings."""
 
     baseline: str = "runs/baseline/resnet50_cpu64/best.pt"
     points: tuple[str, ...] = ("stem", "layer1.0")
     ratios: tuple[int, ...] = (2, 4, 8, 16, 32, 64)
-    ca: StageBudget = field(default_factory=StageBudget)
-    ca_affine: bool = False
-    prune: StageBudget = field(default_factory=StageBudget)
-    fr: StageBudget = field(default_factory=StageBudget)
-    fr_shapes: tuple[Literal["1x1", "3x3"], ...] = ("3x3",)
     qat: StageBudget = field(default_factory=lambda: StageBudget(epochs=1, lr=0.001))
     qat_bits: tuple[int, ...] = ()
-    importance: Literal["ca", "random", "l1", "activation"] = "ca"
-    importance_images: int | None = None
     subset: int | None = None
     workers: int = 0
     batch_size: int | None = None
@@ -85,6 +80,19 @@ class AecnnConfig:
     amp: bool = True
     channels_last: bool = True
     threads: int | None = None
+
+
+@dataclass(frozen=True)
+class AecnnConfig(StagesConfig):
+    """Algorithm 1: the stage budgets, FR shapes and how channels are ranked."""
+
+    ca: StageBudget = field(default_factory=StageBudget)
+    ca_affine: bool = False
+    prune: StageBudget = field(default_factory=StageBudget)
+    fr: StageBudget = field(default_factory=StageBudget)
+    fr_shapes: tuple[Literal["1x1", "3x3"], ...] = ("3x3",)
+    importance: Literal["ca", "random", "l1", "activation"] = "ca"
+    importance_images: int | None = None
 
 
 class SplitNet(nn.Module):
@@ -333,4 +341,5 @@ def train_aecnn(cfg: AecnnConfig, progress: bool = True) -> list[dict]:
     return Pipeline(cfg, progress).run()
 
 
-__all__ = ["AecnnConfig", "Pipeline", "SplitNet", "StageBudget", "to_dict", "train_aecnn"]
+__all__ = ["AecnnConfig", "Pipeline", "SplitNet", "StageBudget", "StagesConfig", "to_dict",
+           "train_aecnn"]

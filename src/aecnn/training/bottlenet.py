@@ -37,7 +37,7 @@ from aecnn.config import save_config
 from aecnn.errors import ConfigError
 from aecnn.models import split_model
 from aecnn.models.spec import SplitPoint
-from aecnn.training.aecnn import AecnnConfig, Pipeline, SplitNet, StageBudget
+from aecnn.training.aecnn import AecnnConfig, Pipeline, SplitNet, StageBudget, StagesConfig
 
 METHOD = "bottlenet++"
 
@@ -54,28 +54,14 @@ class ModuleBudget(StageBudget):
 
 
 @dataclass(frozen=True)
-class BottleNetConfig:
-    """The BottleNet++ baseline. Data, model and split come from the baseline checkpoint;
-    ``subset``, ``workers`` and ``batch_size`` may override its data settings. ``ratios``
-    divide the channel count; with ``spatial`` the encoder also halves height and width."""
+class BottleNetConfig(StagesConfig):
+    """The BottleNet++ baseline: the module and joint budgets. ``ratios`` divide the channel
+    count; with ``spatial`` the encoder also halves height and width."""
 
-    baseline: str = "runs/baseline/resnet50_cpu64/best.pt"
-    points: tuple[str, ...] = ("stem", "layer1.0")
-    ratios: tuple[int, ...] = (2, 4, 8, 16, 32, 64)
     module: ModuleBudget = field(default_factory=ModuleBudget)
     joint: StageBudget = field(default_factory=StageBudget)
-    qat: StageBudget = field(default_factory=lambda: StageBudget(epochs=1, lr=0.001))
-    qat_bits: tuple[int, ...] = ()
     spatial: bool = False
-    subset: int | None = None
-    workers: int = 0
-    batch_size: int | None = None
-    seed: int = 0
     out: str = "runs/bottlenet"
-    device: str = "auto"
-    amp: bool = True
-    channels_last: bool = True
-    threads: int | None = None
 
 
 class Fixed(nn.Sequential):
@@ -98,9 +84,8 @@ class Fixed(nn.Sequential):
 
 def pipeline_config(cfg: BottleNetConfig) -> AecnnConfig:
     """The AECNN config :class:`Pipeline` needs: the fields both configs share."""
-    shared = {f.name for f in dataclasses.fields(AecnnConfig)}
-    return AecnnConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
-                          if f.name in shared})
+    return AecnnConfig(**{f.name: getattr(cfg, f.name)
+                          for f in dataclasses.fields(StagesConfig)})
 
 
 class BottleNetPipeline(Pipeline):
