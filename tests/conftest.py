@@ -36,3 +36,15 @@ def mini_caltech(caltech_root: Path, tmp_path: Path) -> Path:
         for f in sorted(os.listdir(src / cls))[:4]:
             (dst / cls / f).symlink_to(src / cls / f)
     return tmp_path / "mini"
+
+
+@pytest.fixture(scope="session")
+def netns() -> None:
+    """Skip unless network namespaces, veth and tc work here (root): the `network` tests."""
+    from aecnn.runtime.link import LinkSpec, LinkUnavailableError, ShapedLink
+
+    try:
+        with ShapedLink(LinkSpec(1e6)):
+            pass
+    except LinkUnavailableError as exc:
+        pytest.skip(f"shaped links unavailable: {exc}")

@@ -177,16 +177,6 @@ def test_cli_parser_and_exit_codes(fake_measure, capsys):
 # -- real namespaces (root) ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def netns() -> None:
-    """Skip unless namespaces, veth and tc work here (root)."""
-    try:
-        with ShapedLink(LinkSpec(1e6)):
-            pass
-    except LinkUnavailableError as exc:
-        pytest.skip(f"shaped links unavailable: {exc}")
-
-
 def _ours() -> set[str]:
     return {n for n in list_namespaces() if n.startswith(f"{L.PREFIX}{os.getpid()}-")}
 

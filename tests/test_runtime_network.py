@@ -10,19 +10,10 @@ import torch
 
 from aecnn.cli import main
 from aecnn.models import get_spec
-from aecnn.runtime.link import LinkSpec, LinkUnavailableError, ShapedLink, list_namespaces
+from aecnn.runtime.link import list_namespaces
 from aecnn.runtime.variant import Variant, VariantMeta, export_variant
 
 SPEC = get_spec("resnet18")
-
-
-@pytest.fixture(scope="module")
-def netns() -> None:
-    try:
-        with ShapedLink(LinkSpec(1e6)):
-            pass
-    except LinkUnavailableError as exc:
-        pytest.skip(f"shaped links unavailable: {exc}")
 
 
 def _export(tmp_path, name, bridge, ratio, kept=None):
