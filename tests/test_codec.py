@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from aecnn.compression import (
+    AUTO_CANDIDATES,
     CODERS,
     CoderProfile,
     FeatureCodec,
@@ -18,9 +19,11 @@ from aecnn.compression import (
     decode_packet,
     dequantize,
     empirical_entropy,
+    lattice,
     quantize,
     scatter_channels,
 )
+from aecnn.compression.errors import PayloadError
 from aecnn.errors import AecnnError
 
 QUANTS = ["float32", "float16", "uint8", "uint6", "uint4", "uint4c", "uint3", "uint2", "uint1"]
@@ -105,7 +108,7 @@ def test_auto_skips_coding_on_fast_links_and_codes_on_slow_ones():
     feat = np.maximum(rng.normal(size=(8, 56, 56)), 0) ** 2
     symbols, _, _ = quantize(feat, QuantSpec.parse("uint4"))
     profile = CoderProfile()
-    candidates = ("none", "memoryless", "per-channel")
+    candidates = AUTO_CANDIDATES
     # Slow link: the fewest bits win; infinitely fast link: the least compute wins.
     assert profile.choose(symbols, 16, rate_bps=1e3) == min(
         candidates, key=lambda c: profile.estimate_bits(c, symbols, 16))
@@ -131,3 +134,64 @@ def test_bad_codec_arguments():
         FeatureCodec("uint12", "none")
     with pytest.raises(AecnnError, match="NaN"):
         FeatureCodec().encode(torch.full((1, 2, 2), float("nan")))
+
+
+@settings(max_examples=60, deadline=None)
+@given(counts=arrays(np.int64, st.tuples(st.integers(1, 6), st.sampled_from([2, 16, 256])),
+                     elements=st.one_of(st.just(0), st.integers(1, 3), st.integers(1, 4096))))
+def test_context_frequencies_sum_exactly_and_keep_every_symbol(counts):
+    freq = lattice.normalise(counts)
+    nonzero = (counts > 0).sum(axis=1)
+    assert np.array_equal(freq > 0, counts > 0)
+    assert np.all(freq[nonzero >= 2].sum(axis=1) == lattice.TOTAL)
+    assert np.all(freq[nonzero == 1].sum(axis=1) == 1)
+
+
+def test_context_frequencies_many_rare_symbols():
+    counts = np.zeros((1, 256), np.int64)
+    counts[0, :200] = 1        # 200 symbols seen once, each raised to frequency 1: the
+    counts[0, 200:] = 10000    # scaled total exceeds 4096 by more than the largest entry (73)
+    freq = lattice.normalise(counts)
+    assert freq.sum() == lattice.TOTAL and freq.min() >= 1
+    assert freq[0, 200:].max() - freq[0, 200:].min() <= 1  # the excess taken evenly
+
+
+@settings(max_examples=25, deadline=None)
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 70), st.integers(1, 70)),
+       bits=st.sampled_from([1, 2, 4, 8]), seed=st.integers(0, 2**16))
+def test_context_coder_round_trips_every_pyramid_depth(shape, bits, seed):
+    rng = np.random.default_rng(seed)
+    levels = 2**bits
+    feat = np.maximum(rng.normal(size=shape).cumsum(axis=2), 0)
+    symbols = np.minimum(feat * levels / 8, levels - 1).astype(np.uint8)
+    coder = CODERS["context"]
+    data = coder.encode(symbols, levels)
+    assert np.array_equal(coder.decode(data, shape, levels), symbols)
+    assert lattice.pyramid_depth(shape[1], shape[2]) <= lattice.MAX_HALVINGS
+
+
+def test_context_coder_rejects_corrupt_streams():
+    rng = np.random.default_rng(3)
+    feat = np.maximum(rng.normal(size=(4, 24, 24)).cumsum(axis=2), 0)
+    symbols, _, _ = quantize(feat, QuantSpec.parse("uint4"))
+    coder = CODERS["context"]
+    data = coder.encode(symbols, 16)
+    for bad in (data[:-1], data + b"\0", data[:10]):
+        with pytest.raises(PayloadError):
+            coder.decode(bad, symbols.shape, 16)
+    for i in rng.integers(0, len(data), size=200):
+        flipped = bytearray(data)
+        flipped[i] ^= 1 << int(rng.integers(0, 8))
+        try:
+            out = coder.decode(bytes(flipped), symbols.shape, 16)
+        except PayloadError:
+            continue
+        assert out.shape == symbols.shape and int(out.max()) < 16
+
+
+def test_context_estimate_is_close_to_the_coded_size():
+    rng = np.random.default_rng(4)
+    feat = np.maximum(rng.normal(size=(16, 56, 56)).cumsum(axis=2), 0)
+    symbols, _, _ = quantize(feat, QuantSpec.parse("uint4"))
+    actual = 8 * len(CODERS["context"].encode(symbols, 16))
+    assert abs(CoderProfile().estimate_bits("context", symbols, 16) - actual) < 0.02 * actual

@@ -2,6 +2,7 @@
 (and, with the AECNN issue, channel attention, pruning and feature recovery)."""
 
 from aecnn.compression.codec import (
+    AUTO_CANDIDATES,
     CoderProfile,
     EncodeStats,
     FeatureCodec,
@@ -13,6 +14,6 @@ from aecnn.compression.errors import PacketError, PayloadError
 from aecnn.compression.quantize import DType, QuantSpec, dequantize, quantize
 from aecnn.compression.wire import Limits, Packet, PacketHeader
 
-__all__ = ["CODERS", "CoderProfile", "DType", "EncodeStats", "FeatureCodec", "Limits",
-           "Packet", "PacketError", "PacketHeader", "PayloadError", "QuantSpec",
+__all__ = ["AUTO_CANDIDATES", "CODERS", "CoderProfile", "DType", "EncodeStats", "FeatureCodec",
+           "Limits", "Packet", "PacketError", "PacketHeader", "PayloadError", "QuantSpec",
            "decode_packet", "dequantize", "empirical_entropy", "quantize", "scatter_channels"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from aecnn.compression.entropy import CODERS, CODERS_BY_ID, get_coder
+from aecnn.compression.entropy import CODERS, CODERS_BY_ID, context_bits, get_coder
 from aecnn.compression.errors import PayloadError
 from aecnn.compression.quantize import DType, QuantSpec, dequantize, quantize
 from aecnn.compression.wire import Packet, PacketHeader
@@ -28,6 +28,9 @@ def _entropy_bits(symbols: np.ndarray, levels: int) -> float:
     return float(-(p * np.log2(p)).sum() * symbols.size)
 
 
+AUTO_CANDIDATES = ("none", "memoryless", "per-channel", "context")
+
+
 @dataclass(frozen=True)
 class CoderProfile:
     """Encode and decode throughput (symbols per second) of each coder on the device and
@@ -36,9 +39,9 @@ class CoderProfile:
     hardware."""
 
     encode: dict[str, float] = field(default_factory=lambda: {
-        "none": 1e8, "zstd": 4e8, "memoryless": 1.2e8, "per-channel": 9e7, "context": 2.5e7})
+        "none": 1e8, "zstd": 4e8, "memoryless": 1.2e8, "per-channel": 9e7, "context": 6e7})
     decode: dict[str, float] = field(default_factory=lambda: {
-        "none": 4e7, "zstd": 8e8, "memoryless": 7e7, "per-channel": 6e7, "context": 2e7})
+        "none": 4e7, "zstd": 8e8, "memoryless": 7e7, "per-channel": 6e7, "context": 4e7})
 
     def compute_seconds(self, coder: str, n: int) -> float:
         """Predicted encode + decode time of ``n`` symbols."""
@@ -53,7 +56,9 @@ class CoderProfile:
             return sum(_entropy_bits(s, levels) for s in symbols)
         if coder == "memoryless":
             return _entropy_bits(symbols, levels)
-        return float("inf")  # zstd and context: no cheap estimate, not chosen by auto
+        if coder == "context":
+            return context_bits(symbols, levels)
+        return float("inf")  # zstd: no cheap estimate, not chosen by auto
 
     def choose(self, symbols: np.ndarray, levels: int, rate_bps: float) -> str:
         """The coder with the least predicted ``t_enc + bits / rate + t_dec``."""
@@ -61,7 +66,7 @@ class CoderProfile:
             return (self.compute_seconds(name, symbols.size)
                     + self.estimate_bits(name, symbols, levels) / rate_bps)
 
-        return min(("none", "memoryless", "per-channel"), key=cost)
+        return min(AUTO_CANDIDATES, key=cost)
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,14 @@ bytes and back, exactly. Coders (their ``id`` is a wire-format field):
 - ``memoryless`` (2): one histogram for the whole tensor + rANS (the paper's coding).
 - ``per-channel`` (3): one histogram per channel + rANS.
 - ``context`` (4): a pyramid of 2x2 lattices. The coarsest level (every 8th row and
-  column at most) is coded with per-channel histograms; each finer level adds its three
-  other phases, each symbol conditioned on four already-decoded neighbours (their middle
-  values and their spread, at most 128 contexts; histograms shared by all phases and
-  levels). Each phase is one vectorised pass per context, so speed does not depend on a
-  per-symbol Python loop.
+  column at most) is coded with one histogram; each finer level adds its three other
+  phases, each symbol conditioned on four already-decoded neighbours (their middle values
+  and their spread, at most 128 contexts; histograms shared by all phases and levels).
+  The walk and its 32-bit rANS are compiled kernels (:mod:`aecnn.compression.lattice`).
 
-rANS coding uses ``constriction`` (``AnsCoder``); histograms travel in the payload as
-varints, scaled to a total of at most 4096 so that they stay small.
+``memoryless`` and ``per-channel`` use ``constriction``'s rANS (``AnsCoder``); their
+histograms travel in the payload as varints, scaled to a total of at most 4096 so that they
+stay small; ``context`` normalises its histograms to a total of exactly 4096 on both sides.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import constriction
 import numpy as np
 import zstandard
 
+from aecnn.compression import lattice
 from aecnn.compression.errors import PayloadError
 
 HIST_TOTAL = 4096
@@ -88,12 +89,12 @@ def scaled_histogram(symbols: np.ndarray, levels: int) -> np.ndarray:
 
 def write_histograms(out: bytearray, counts: np.ndarray) -> None:
     """Append each row as ``varint(len)`` + ``len`` varints (trailing zeros dropped)."""
+    levels = counts.shape[1]
     nonzero = counts > 0
-    lengths = np.where(nonzero.any(axis=1),
-                       counts.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 0)
-    values = np.concatenate([np.concatenate([[n], row[:n]])
-                             for n, row in zip(lengths, counts, strict=True)])
-    out += _varints(values)
+    lengths = np.where(nonzero.any(axis=1), levels - np.argmax(nonzero[:, ::-1], axis=1), 0)
+    table = np.concatenate([lengths[:, None], counts], axis=1)  # (rows, 1 + levels)
+    keep = np.arange(levels + 1)[None, :] <= lengths[:, None]
+    out += _varints(table[keep])
 
 
 def _varints(values: np.ndarray) -> bytes:
@@ -114,6 +115,39 @@ def write_histogram(out: bytearray, counts: np.ndarray) -> None:
 
 
 def read_histogram(r: Reader, levels: int) -> np.ndarray:
+    return read_histograms(r, 1, levels)[0]
+
+
+def read_histograms(r: Reader, rows: int, levels: int) -> list[np.ndarray]:
+    """Read ``rows`` histograms written by :func:`write_histograms`.
+
+    Every varint of the longest possible header is decoded at once (the bytes after the
+    header decode to values that are never used); a header with a varint longer than two
+    bytes, which our encoder never writes, is read by the scalar :class:`Reader`.
+    """
+    start = r.pos
+    raw = np.frombuffer(r.data[start: start + rows * (levels + 1) * 2], np.uint8)
+    ends = np.flatnonzero(raw < 0x80)  # the last byte of every varint
+    firsts = np.concatenate([ends[:1] * 0, ends[:-1] + 1])
+    low = raw[firsts].astype(np.int64) & 0x7F
+    values = np.where(ends > firsts, low | (raw[ends].astype(np.int64) << 7), low)
+    out, i = [], 0
+    for _ in range(rows):
+        n = int(values[i]) if i < len(values) else -1
+        if not 0 <= n <= levels or i + 1 + n > len(values):
+            break
+        out.append(values[i + 1: i + 1 + n])
+        i += 1 + n
+    if len(out) < rows or np.any(ends[:i] - firsts[:i] > 1):  # malformed, or long varints
+        return [_read_histogram_scalar(r, levels) for _ in range(rows)]
+    counts = np.concatenate(out) if out else values[:0]
+    if counts.size and int(counts.max()) > HIST_TOTAL:
+        raise PayloadError(f"payload value {int(counts.max())} exceeds {HIST_TOTAL}")
+    r.pos = start + (int(ends[i - 1]) + 1 if i else 0)
+    return out
+
+
+def _read_histogram_scalar(r: Reader, levels: int) -> np.ndarray:
     length = r.varint(levels)
     return np.array([r.varint(HIST_TOTAL) for _ in range(length)], dtype=np.int64)
 
@@ -144,7 +178,7 @@ class Model:
 
     def encode(self, coder, symbols: np.ndarray) -> None:
         if self.cat is not None and symbols.size:
-            coder.encode_reverse(symbols.astype(np.int32), self.cat)
+            coder.encode_reverse(symbols.astype(np.int32, copy=False), self.cat)
 
     def decode(self, coder, n: int) -> np.ndarray:
         if n == 0:
@@ -250,7 +284,7 @@ def encode_per_channel(symbols: np.ndarray, levels: int) -> bytes:
 
 def decode_per_channel(data: bytes, shape: tuple[int, int, int], levels: int) -> np.ndarray:
     r = Reader(data)
-    models = [Model(read_histogram(r, levels)) for _ in range(shape[0])]
+    models = [Model(row) for row in read_histograms(r, shape[0], levels)]
 
     def run() -> np.ndarray:
         coder = _ans_decoder(r.rest())
@@ -270,134 +304,53 @@ def _guarded(fn: Callable[[], np.ndarray], shape: tuple[int, int, int]) -> np.nd
 
 
 # --------------------------------------------------------------------- context coder
-_PHASES = ((0, 0), (1, 1), (0, 1), (1, 0))
-_DIAG = ((-1, -1), (-1, 1), (1, -1), (1, 1))
-_CROSS = ((-1, 0), (1, 0), (0, -1), (0, 1))
-MAX_LEVELS = 3
-
-
-def _phase_view(a: np.ndarray, phase: int, di: int = 0, dj: int = 0) -> np.ndarray:
-    """Positions of ``phase`` (offset by ``di, dj``) in the zero-padded ``(C, H+2, W+2)``."""
-    r0, c0 = _PHASES[phase]
-    h, w = a.shape[1] - 2, a.shape[2] - 2
-    nr, nc = len(range(r0, h, 2)), len(range(c0, w, 2))
-    rs, cs = r0 + 1 + di, c0 + 1 + dj
-    return a[:, rs: rs + 2 * nr - 1: 2, cs: cs + 2 * nc - 1: 2]
-
-
-def _contexts(padded: np.ndarray, phase: int, levels: int) -> np.ndarray:
-    """Context of every position of ``phase`` from its four decoded neighbours.
-
-    With the neighbours sorted, ``m`` = the sum of the two middle ones (a robust local level)
-    and ``d`` = max - min (local activity): context = ``4 * bucket(m) + bucket(d)``, where
-    ``bucket(m)`` is ``m`` itself when it has at most 32 values, else
-    ``floor(32 * sqrt(m / (2 L - 1)))``, and ``bucket(d)`` is 0, 1, 2 or 3 for d = 0, 1,
-    2-3, >= 4.
-    """
-    a, b, c, d = (_phase_view(padded, phase, di, dj).astype(np.int16)
-                  for di, dj in (_DIAG if phase == 1 else _CROSS))
-    lo = np.minimum(np.minimum(a, b), np.minimum(c, d))
-    hi = np.maximum(np.maximum(a, b), np.maximum(c, d))
-    m = a + b + c + d - lo - hi  # the two middle values
-    span = 2 * levels - 1
-    level = m if span <= 32 else np.minimum(31, (32 * np.sqrt(m / span)).astype(np.int16))
-    spread = hi - lo
-    activity = np.minimum(3, np.ceil(np.log2(spread + 1))).astype(np.int32)
-    return (4 * level + activity).astype(np.uint8).ravel()  # uint8: numpy radix-sorts it
-
-
-def _pyramid(h: int, w: int) -> list[tuple[int, int]]:
-    """Sizes of the lattice levels, finest first: each halves (ceil) the one before, down
-    to a side of 4 or after ``MAX_LEVELS`` halvings."""
-    sizes = [(h, w)]
-    while len(sizes) <= MAX_LEVELS and min(sizes[-1]) > 4:
-        sizes.append((-(-sizes[-1][0] // 2), -(-sizes[-1][1] // 2)))
-    return sizes
-
-
-def _num_contexts(levels: int) -> int:
-    return 4 * min(32, 2 * levels - 1)
-
-
-# Phase 1 needs only phase 0; phases 2 and 3 need only phases 0 and 1, not each other, so
-# they are decoded together in one pass.
-_PASSES = ((1,), (2, 3))
-
-
-def _pass(padded: np.ndarray, phases: tuple[int, ...], levels: int, k: int
-          ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
-    """Views of the pass's positions, their contexts, the stable order by context and the
-    count of each context."""
-    views = [_phase_view(padded, p) for p in phases]
-    ctx = np.concatenate([_contexts(padded, p, levels) for p in phases])
-    return views, ctx, np.argsort(ctx, kind="stable"), np.bincount(ctx, minlength=k)
-
-
 def encode_context(symbols: np.ndarray, levels: int) -> bytes:
-    c, h, w = symbols.shape
-    k = _num_contexts(levels)
-    sizes = _pyramid(h, w)
-    coarse = symbols[:, :: 2 ** (len(sizes) - 1), :: 2 ** (len(sizes) - 1)]
-    # Decode order: the coarsest level, then for each finer level its two passes, and
-    # within a pass the contexts in increasing order.
-    plan: list[tuple[int, np.ndarray]] = [(-1, coarse.ravel())]  # (context, symbols)
-    keys, syms = [], []
-    for level in reversed(range(len(sizes) - 1)):
-        step = 2**level
-        sub = symbols[:, ::step, ::step]
-        padded = np.zeros((c, sub.shape[1] + 2, sub.shape[2] + 2), np.uint8)
-        padded[:, 1:-1, 1:-1] = sub
-        for phases in _PASSES:
-            views, ctx, order, counts = _pass(padded, phases, levels, k)
-            sym = np.concatenate([v.ravel() for v in views])
-            bounds = np.concatenate([[0], np.cumsum(counts)])
-            plan += [(i, sym[order[bounds[i]: bounds[i + 1]]]) for i in np.flatnonzero(counts)]
-            keys.append(ctx)
-            syms.append(sym)
-    counts = (scaled_histograms(np.concatenate(keys), np.concatenate(syms), k, levels)
-              if keys else np.zeros((k, levels), np.int64))
+    """``K + 1`` histograms (the contexts' models, then the coarse level's; counts scaled as
+    in :func:`scaled_histograms`) and the rANS stream of :mod:`aecnn.compression.lattice`
+    under the histograms normalised by :func:`lattice.normalise`."""
+    keys, counts = lattice.walk(symbols, levels)
+    counts = _scale_rows(counts)
     head = bytearray()
-    write_histograms(head, np.stack([scaled_histogram(coarse, levels), *counts]))
-    model0 = Model(scaled_histogram(coarse, levels))
-    models = [Model(row) for row in counts]
-    coder = constriction.stream.stack.AnsCoder()
-    for i, group in reversed(plan):
-        (models[i] if i >= 0 else model0).encode(coder, group)
-    return bytes(head) + _ans_bytes(coder)
+    write_histograms(head, counts)
+    return bytes(head) + lattice.rans_encode(keys, lattice.normalise(counts))
+
+
+def _scale_rows(counts: np.ndarray) -> np.ndarray:
+    """Rows of ``counts`` summing to more than ``HIST_TOTAL`` scaled down to at most that,
+    every nonzero count kept >= 1 (as :func:`scaled_histograms`)."""
+    totals = counts.sum(axis=1, keepdims=True)
+    scaled = np.where(counts > 0, np.maximum(counts * HIST_TOTAL // np.maximum(totals, 1), 1), 0)
+    return np.where(totals > HIST_TOTAL, scaled, counts)
 
 
 def decode_context(data: bytes, shape: tuple[int, int, int], levels: int) -> np.ndarray:
-    c, h, w = shape
-    k = _num_contexts(levels)
-    sizes = _pyramid(h, w)
     r = Reader(data)
-    model0 = Model(read_histogram(r, levels))
-    models = [Model(read_histogram(r, levels)) for _ in range(k)]
+    rows = read_histograms(r, lattice.num_contexts(levels) + 1, levels)
+    counts = np.zeros((len(rows), levels), np.int64)
+    for i, row in enumerate(rows):
+        counts[i, : len(row)] = row
+    out, status = lattice.decode(r.rest(), shape, levels, lattice.normalise(counts))
+    if status != lattice.OK:
+        raise PayloadError(f"context-coded payload does not decode: {_STATUS[status]}")
+    return out
 
-    def run() -> np.ndarray:
-        coder = _ans_decoder(r.rest())
-        current = model0.decode(coder, c * sizes[-1][0] * sizes[-1][1]).reshape(c, *sizes[-1])
-        _check_range(current, levels)
-        for level in reversed(range(len(sizes) - 1)):
-            lh, lw = sizes[level]
-            padded = np.zeros((c, lh + 2, lw + 2), np.uint8)
-            _phase_view(padded, 0)[...] = current
-            for phases in _PASSES:
-                views, ctx, order, counts = _pass(padded, phases, levels, k)
-                bounds = np.concatenate([[0], np.cumsum(counts)])
-                flat = np.empty(len(ctx), np.uint8)
-                for i in np.flatnonzero(counts):
-                    flat[order[bounds[i]: bounds[i + 1]]] = models[i].decode(
-                        coder, int(counts[i]))
-                _check_range(flat, levels)
-                start = 0
-                for v in views:
-                    v[...] = flat[start: start + v.size].reshape(v.shape)
-                    start += v.size
-            current = padded[:, 1:-1, 1:-1]
-        return np.ascontiguousarray(current)
 
-    return _guarded(run, shape)
+def context_bits(symbols: np.ndarray, levels: int) -> float:
+    """Size estimate of :func:`encode_context` in bits without coding: the histograms'
+    exact size plus the empirical entropy of each model's symbols (rANS comes within about
+    1 % of it)."""
+    _, counts = lattice.walk(symbols, levels)
+    head = bytearray()
+    write_histograms(head, _scale_rows(counts))
+    totals = counts.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        info = np.where(counts > 0, counts * np.log2(totals / np.maximum(counts, 1)), 0.0)
+    return 8 * (len(head) + 4) + float(info.sum())
+
+
+_STATUS = {lattice.TRUNCATED: "the rANS stream ends early",
+           lattice.EMPTY_MODEL: "a symbol falls in a context with an empty histogram",
+           lattice.TRAILING: "the rANS stream does not end in its initial state"}
 
 
 # --------------------------------------------------------------------------- registry

@@ -44,7 +44,7 @@ from aecnn.compression.errors import (
 from aecnn.compression.quantize import DType
 
 MAGIC = b"AECN"
-VERSION = 1
+VERSION = 2
 MAX_ID = 64
 _FIXED = struct.Struct("<4sBBBB")
 

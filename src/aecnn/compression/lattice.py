@@ -1,0 +1,318 @@
+"""Compiled kernels of the ``context`` coder: a lattice context model and a byte-wise rANS.
+
+The context model visits a ``(C, H, W)`` symbol array level by level of a pyramid of 2x2
+lattices (coarsest first) and gives every symbol a context from four already-decoded
+neighbours; the coder is a plain 32-bit-state rANS with byte renormalisation (as in
+Giesen's ``ryg_rans``) over 12-bit frequency tables. Both are written out in
+``docs/wire-format.md`` so that another implementation can be written from that text alone.
+
+Every kernel is compiled with numba (cached on disk); decoding never reads past its input
+and reports a corrupt stream with a status code instead of raising.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numba
+import numpy as np
+
+PREC = 12                 # frequency tables sum to 2**PREC
+TOTAL = 1 << PREC
+RANS_L = 1 << 23          # lower bound of the normalised state interval [L, 256 L)
+MAX_HALVINGS = 3
+
+# Decode status codes (0 = fine).
+OK, TRUNCATED, EMPTY_MODEL, TRAILING = 0, 1, 2, 3
+
+
+def pyramid_depth(h: int, w: int) -> int:
+    """Number of halvings ``D``: halve (ceil) while fewer than 3 were made and the smaller
+    side exceeds 4."""
+    d = 0
+    while d < MAX_HALVINGS and min(h, w) > 4:
+        h, w, d = -(-h // 2), -(-w // 2), d + 1
+    return d
+
+
+def num_contexts(levels: int) -> int:
+    """Context models besides the coarse one: ``4 * min(32, 2 L - 1)``."""
+    return 4 * min(32, 2 * levels - 1)
+
+
+@functools.lru_cache(maxsize=16)
+def context_table(levels: int) -> np.ndarray:
+    """``table[m * levels + d]``: the context of middle sum ``m`` (``0 .. 2L-2``) and spread
+    ``d`` (``0 .. L-1``): ``4 * a + b`` with ``a = m`` if ``2L - 1 <= 32``, else
+    ``min(31, floor(32 sqrt(m / (2L - 1))))``, and ``b = min(3, ceil(log2(d + 1)))``."""
+    m, d = np.meshgrid(np.arange(2 * levels - 1), np.arange(levels), indexing="ij")
+    span = 2 * levels - 1
+    a = m if span <= 32 else np.minimum(31, np.floor(32 * np.sqrt(m / span)).astype(np.int64))
+    b = np.minimum(3, np.ceil(np.log2(d + 1))).astype(np.int64)
+    table = (4 * a + b).astype(np.int32).ravel()
+    table.flags.writeable = False
+    return table
+
+
+PAD = 1 << MAX_HALVINGS  # zero border of the working array: no neighbour is out of bounds
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _ctx(buf, p, o1, o2, o3, o4, table, levels):
+    """Context of flat position ``p`` of the padded array from its neighbours at offsets
+    ``o1 .. o4``: ``table[(a + b + c + d - lo - hi) * levels + hi - lo]``."""
+    a, b = np.int64(buf[p + o1]), np.int64(buf[p + o2])
+    c, d = np.int64(buf[p + o3]), np.int64(buf[p + o4])
+    lo = min(min(a, b), min(c, d))
+    hi = max(max(a, b), max(c, d))
+    return table[(a + b + c + d - lo - hi) * levels + hi - lo]
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk(buf, c, h, w, depth, table, levels, coarse_model, keys, counts):
+    """Every position in decoding order as ``keys[n] = model * levels + symbol`` (model
+    ``coarse_model`` for the coarsest level), and the count of each key in ``counts``.
+    ``buf`` is the ``(C, H + 2 PAD, W + 2 PAD)`` zero-padded symbol array, flattened.
+    Returns the number of positions written."""
+    pw = w + 2 * PAD
+    plane = (h + 2 * PAD) * pw
+    n = 0
+    for level in range(depth, -1, -1):
+        step = 1 << level
+        first = 0 if level == depth else 1
+        last = 0 if level == depth else 3
+        for phase in range(first, last + 1):
+            r0 = 1 if phase == 1 or phase == 3 else 0
+            c0 = 1 if phase == 1 or phase == 2 else 0
+            stride = 1 if phase == 0 else 2
+            v, u = step * pw, step  # one level-grid row, one level-grid column
+            if phase == 1:
+                o1, o2, o3, o4 = -v - u, -v + u, v - u, v + u
+            else:
+                o1, o2, o3, o4 = -v, v, -u, u
+            for ch in range(c):
+                for i in range(r0 * step, h, stride * step):
+                    row = ch * plane + (i + PAD) * pw + PAD
+                    for j in range(c0 * step, w, stride * step):
+                        p = row + j
+                        m = coarse_model
+                        if phase != 0:
+                            m = _ctx(buf, p, o1, o2, o3, o4, table, levels)
+                        key = m * levels + np.int64(buf[p])
+                        keys[n] = key
+                        counts[key] += 1
+                        n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _normalise(counts, freq):
+    """Scale every row of ``counts`` with at least two nonzero entries to sum exactly
+    ``TOTAL``: ``max(1, floor(c * TOTAL / total))`` for each nonzero ``c``, then the
+    difference is added to the largest entry (the first of equal ones); if that would
+    leave it below 1, the excess is taken from the largest entries in turn, one unit at a
+    time. Rows with one nonzero entry become ``1`` there (a constant model); empty rows
+    stay empty."""
+    rows, levels = counts.shape
+    for r in range(rows):
+        total, nz = 0, 0
+        for s in range(levels):
+            total += counts[r, s]
+            nz += counts[r, s] > 0
+        if nz == 0:
+            continue
+        if nz == 1:
+            for s in range(levels):
+                freq[r, s] = 1 if counts[r, s] > 0 else 0
+            continue
+        acc, big = 0, 0
+        for s in range(levels):
+            c = counts[r, s]
+            f = 0
+            if c > 0:
+                f = max(1, (c * TOTAL) // total)
+            freq[r, s] = f
+            acc += f
+            if f > freq[r, big]:
+                big = s
+        diff = TOTAL - acc
+        if freq[r, big] + diff >= 1:
+            freq[r, big] += diff
+            continue
+        while diff < 0:  # rare: many rare symbols each raised to 1
+            big = 0
+            for s in range(levels):
+                if freq[r, s] > freq[r, big]:
+                    big = s
+            freq[r, big] -= 1
+            diff += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _rans_encode(keys, freq, cum, out):
+    """rANS-encode the positions ``keys`` (``model * levels + symbol``) under ``freq``, last
+    first, skipping constant models (fewer than two nonzero frequencies); returns the start
+    of the stream in ``out`` (it is ``out[start:]``).
+
+    ``x = (x // f) * TOTAL + x % f + start`` is computed with Giesen's exact reciprocal
+    (``rans_byte.h``) instead of a division."""
+    rows, levels = freq.shape
+    x_max = np.zeros(rows * levels, np.int64)  # 0: not coded
+    rcp = np.zeros(rows * levels, np.int64)
+    shift = np.zeros(rows * levels, np.int64)
+    bias = np.zeros(rows * levels, np.int64)
+    cmpl = np.zeros(rows * levels, np.int64)
+    for m in range(rows):
+        nonzero = 0
+        for s in range(levels):
+            nonzero += freq[m, s] > 0
+        if nonzero < 2:
+            continue
+        for s in range(levels):
+            f, key = freq[m, s], m * levels + s
+            if f == 0:
+                continue
+            x_max[key] = ((RANS_L >> PREC) << 8) * f
+            cmpl[key] = TOTAL - f
+            if f == 1:
+                rcp[key], shift[key], bias[key] = 0xFFFFFFFF, 0, cum[m, s] + TOTAL - 1
+            else:
+                k = 0
+                while f > (1 << k):
+                    k += 1
+                rcp[key], shift[key], bias[key] = ((1 << (k + 31)) + f - 1) // f, k - 1, cum[m, s]
+    pos = len(out)
+    x = np.int64(RANS_L)
+    for k in range(len(keys) - 1, -1, -1):
+        key = keys[k]
+        limit = x_max[key]
+        if limit == 0:
+            continue
+        while x >= limit:
+            pos -= 1
+            out[pos] = x & 0xFF
+            x >>= 8
+        x += bias[key] + (((x * rcp[key]) >> 32) >> shift[key]) * cmpl[key]
+    for _ in range(4):
+        pos -= 1
+        out[pos] = x & 0xFF
+        x >>= 8
+    return pos
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode(data, buf, c, h, w, depth, table, levels, freq, cum, coded, constant,
+            coarse_model):
+    """Decode into ``buf`` (the zero-padded flat array of :func:`_walk`) in its order;
+    returns a status code. Never reads outside ``data``."""
+    n_data = len(data)
+    if n_data < 4:
+        return TRUNCATED
+    x = np.int64(0)
+    for pos in range(4):
+        x = (x << 8) | np.int64(data[pos])
+    pos = 4
+    pw = w + 2 * PAD
+    plane = (h + 2 * PAD) * pw
+    for level in range(depth, -1, -1):
+        step = 1 << level
+        first = 0 if level == depth else 1
+        last = 0 if level == depth else 3
+        for phase in range(first, last + 1):
+            r0 = 1 if phase == 1 or phase == 3 else 0
+            c0 = 1 if phase == 1 or phase == 2 else 0
+            stride = 1 if phase == 0 else 2
+            v, u = step * pw, step
+            if phase == 1:
+                o1, o2, o3, o4 = -v - u, -v + u, v - u, v + u
+            else:
+                o1, o2, o3, o4 = -v, v, -u, u
+            for ch in range(c):
+                for i in range(r0 * step, h, stride * step):
+                    row = ch * plane + (i + PAD) * pw + PAD
+                    for j in range(c0 * step, w, stride * step):
+                        p = row + j
+                        m = coarse_model
+                        if phase != 0:
+                            m = _ctx(buf, p, o1, o2, o3, o4, table, levels)
+                        if not coded[m]:
+                            if constant[m] < 0:
+                                return EMPTY_MODEL
+                            buf[p] = constant[m]
+                            continue
+                        slot = x & (TOTAL - 1)
+                        s = 0
+                        while cum[m, s + 1] <= slot:
+                            s += 1
+                        x = freq[m, s] * (x >> PREC) + slot - cum[m, s]
+                        while x < RANS_L:
+                            if pos >= n_data:
+                                return TRUNCATED
+                            x = (x << 8) | np.int64(data[pos])
+                            pos += 1
+                        buf[p] = s
+    if x != RANS_L or pos != n_data:
+        return TRAILING
+    return OK
+
+
+def _padded(shape: tuple[int, int, int]) -> np.ndarray:
+    c, h, w = shape
+    return np.zeros((c, h + 2 * PAD, w + 2 * PAD), np.uint8)
+
+
+def walk(symbols: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(keys, counts)``: ``model * levels + symbol`` of every position in decoding order
+    (model ``K`` = :func:`num_contexts` is the coarse level) and the ``(K + 1, levels)``
+    count of each (model, symbol)."""
+    c, h, w = symbols.shape
+    n, k = symbols.size, num_contexts(levels)
+    keys = np.empty(n, np.int32)
+    counts = np.zeros((k + 1) * levels, np.int64)
+    buf = _padded(symbols.shape)
+    buf[:, PAD: PAD + h, PAD: PAD + w] = symbols
+    written = _walk(buf.ravel(), c, h, w, pyramid_depth(h, w), context_table(levels), levels,
+                    k, keys, counts)
+    if written != n:  # pragma: no cover - a bug in the walk, not bad input
+        raise AssertionError(f"lattice walk visited {written} of {n} positions")
+    return keys, counts.reshape(k + 1, levels)
+
+
+def normalise(counts: np.ndarray) -> np.ndarray:
+    """Frequencies (int64, same shape) for :func:`rans_encode`; see :func:`_normalise`."""
+    freq = np.zeros_like(counts, np.int64)
+    _normalise(counts.astype(np.int64, copy=False), freq)
+    return freq
+
+
+def rans_encode(keys: np.ndarray, freq: np.ndarray) -> bytes:
+    """The rANS stream of the positions ``keys`` under ``freq``: models with fewer than two
+    nonzero frequencies are constant and code nothing, the others sum to ``TOTAL``."""
+    freq = freq.astype(np.int64, copy=False)
+    out = np.empty(2 * len(keys) + 8, np.uint8)
+    start = _rans_encode(keys, freq, cumulative(freq), out)
+    return out[start:].tobytes()
+
+
+def decode(data: bytes, shape: tuple[int, int, int], levels: int, freq: np.ndarray
+           ) -> tuple[np.ndarray, int]:
+    """Symbols of ``shape`` and a status code (:data:`OK` when the stream was exact).
+    ``freq`` must be checked first: rows with two or more nonzero entries sum to
+    ``TOTAL``."""
+    freq = freq.astype(np.int64, copy=False)
+    nonzero = (freq > 0).sum(axis=1)
+    coded = nonzero >= 2
+    constant = np.where(nonzero == 1, np.argmax(freq > 0, axis=1), -1).astype(np.int64)
+    c, h, w = shape
+    buf = _padded(shape)
+    status = _decode(np.frombuffer(data, np.uint8), buf.ravel(), c, h, w, pyramid_depth(h, w),
+                     context_table(levels), levels, freq, cumulative(freq), coded, constant,
+                     num_contexts(levels))
+    return np.ascontiguousarray(buf[:, PAD: PAD + h, PAD: PAD + w]), status
+
+
+def cumulative(freq: np.ndarray) -> np.ndarray:
+    """``cum[m, s]`` = sum of ``freq[m, :s]``, with a last column equal to the row total."""
+    cum = np.zeros((freq.shape[0], freq.shape[1] + 1), np.int64)
+    np.cumsum(freq, axis=1, out=cum[:, 1:])
+    return cum
