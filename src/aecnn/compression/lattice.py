@@ -54,7 +54,11 @@ def context_table(levels: int) -> np.ndarray:
     return table
 
 
-PAD = 1 << MAX_HALVINGS  # zero border of the working array: no neighbour is out of bounds
+def padding(depth: int) -> int:
+    """Zero border of the working array: the farthest neighbour, ``2 ** (depth - 1)`` (the
+    finest context level's step), so that no neighbour is out of bounds; the array is at
+    most ~2.2x the tensor."""
+    return 1 << (depth - 1) if depth else 0
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -69,13 +73,13 @@ def _ctx(buf, p, o1, o2, o3, o4, table, levels):
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk(buf, c, h, w, depth, table, levels, coarse_model, keys, counts):
+def _walk(buf, c, h, w, pad, depth, table, levels, coarse_model, keys, counts):
     """Every position in decoding order as ``keys[n] = model * levels + symbol`` (model
     ``coarse_model`` for the coarsest level), and the count of each key in ``counts``.
-    ``buf`` is the ``(C, H + 2 PAD, W + 2 PAD)`` zero-padded symbol array, flattened.
+    ``buf`` is the ``(C, H + 2 pad, W + 2 pad)`` zero-padded symbol array, flattened.
     Returns the number of positions written."""
-    pw = w + 2 * PAD
-    plane = (h + 2 * PAD) * pw
+    pw = w + 2 * pad
+    plane = (h + 2 * pad) * pw
     n = 0
     for level in range(depth, -1, -1):
         step = 1 << level
@@ -92,7 +96,7 @@ def _walk(buf, c, h, w, depth, table, levels, coarse_model, keys, counts):
                 o1, o2, o3, o4 = -v, v, -u, u
             for ch in range(c):
                 for i in range(r0 * step, h, stride * step):
-                    row = ch * plane + (i + PAD) * pw + PAD
+                    row = ch * plane + (i + pad) * pw + pad
                     for j in range(c0 * step, w, stride * step):
                         p = row + j
                         m = coarse_model
@@ -201,7 +205,7 @@ def _rans_encode(keys, freq, cum, out):
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode(data, buf, c, h, w, depth, table, levels, freq, cum, coded, constant,
+def _decode(data, buf, c, h, w, pad, depth, table, levels, freq, cum, coded, constant,
             coarse_model):
     """Decode into ``buf`` (the zero-padded flat array of :func:`_walk`) in its order;
     returns a status code. Never reads outside ``data``."""
@@ -212,8 +216,8 @@ def _decode(data, buf, c, h, w, depth, table, levels, freq, cum, coded, constant
     for pos in range(4):
         x = (x << 8) | np.int64(data[pos])
     pos = 4
-    pw = w + 2 * PAD
-    plane = (h + 2 * PAD) * pw
+    pw = w + 2 * pad
+    plane = (h + 2 * pad) * pw
     for level in range(depth, -1, -1):
         step = 1 << level
         first = 0 if level == depth else 1
@@ -229,7 +233,7 @@ def _decode(data, buf, c, h, w, depth, table, levels, freq, cum, coded, constant
                 o1, o2, o3, o4 = -v, v, -u, u
             for ch in range(c):
                 for i in range(r0 * step, h, stride * step):
-                    row = ch * plane + (i + PAD) * pw + PAD
+                    row = ch * plane + (i + pad) * pw + pad
                     for j in range(c0 * step, w, stride * step):
                         p = row + j
                         m = coarse_model
@@ -256,9 +260,12 @@ def _decode(data, buf, c, h, w, depth, table, levels, freq, cum, coded, constant
     return OK
 
 
-def _padded(shape: tuple[int, int, int]) -> np.ndarray:
+def _padded(shape: tuple[int, int, int]) -> tuple[np.ndarray, int, int]:
+    """``(buffer, pad, depth)``: the zero working array of a ``(C, H, W)`` tensor."""
     c, h, w = shape
-    return np.zeros((c, h + 2 * PAD, w + 2 * PAD), np.uint8)
+    depth = pyramid_depth(h, w)
+    pad = padding(depth)
+    return np.zeros((c, h + 2 * pad, w + 2 * pad), np.uint8), pad, depth
 
 
 def walk(symbols: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -269,10 +276,10 @@ def walk(symbols: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
     n, k = symbols.size, num_contexts(levels)
     keys = np.empty(n, np.int32)
     counts = np.zeros((k + 1) * levels, np.int64)
-    buf = _padded(symbols.shape)
-    buf[:, PAD: PAD + h, PAD: PAD + w] = symbols
-    written = _walk(buf.ravel(), c, h, w, pyramid_depth(h, w), context_table(levels), levels,
-                    k, keys, counts)
+    buf, pad, depth = _padded(symbols.shape)
+    buf[:, pad: pad + h, pad: pad + w] = symbols
+    written = _walk(buf.ravel(), c, h, w, pad, depth, context_table(levels), levels, k, keys,
+                    counts)
     if written != n:  # pragma: no cover - a bug in the walk, not bad input
         raise AssertionError(f"lattice walk visited {written} of {n} positions")
     return keys, counts.reshape(k + 1, levels)
@@ -304,11 +311,11 @@ def decode(data: bytes, shape: tuple[int, int, int], levels: int, freq: np.ndarr
     coded = nonzero >= 2
     constant = np.where(nonzero == 1, np.argmax(freq > 0, axis=1), -1).astype(np.int64)
     c, h, w = shape
-    buf = _padded(shape)
-    status = _decode(np.frombuffer(data, np.uint8), buf.ravel(), c, h, w, pyramid_depth(h, w),
+    buf, pad, depth = _padded(shape)
+    status = _decode(np.frombuffer(data, np.uint8), buf.ravel(), c, h, w, pad, depth,
                      context_table(levels), levels, freq, cumulative(freq), coded, constant,
                      num_contexts(levels))
-    return np.ascontiguousarray(buf[:, PAD: PAD + h, PAD: PAD + w]), status
+    return np.ascontiguousarray(buf[:, pad: pad + h, pad: pad + w]), status
 
 
 def cumulative(freq: np.ndarray) -> np.ndarray:
