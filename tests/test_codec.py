@@ -195,3 +195,22 @@ def test_context_estimate_is_close_to_the_coded_size():
     symbols, _, _ = quantize(feat, QuantSpec.parse("uint4"))
     actual = 8 * len(CODERS["context"].encode(symbols, 16))
     assert abs(CoderProfile().estimate_bits("context", symbols, 16) - actual) < 0.02 * actual
+
+
+def test_auto_skips_the_context_estimate_when_its_coding_time_cannot_pay_off(monkeypatch):
+    symbols = np.zeros((8, 56, 56), np.uint8)
+    symbols[:, ::3, ::2] = 3
+    profile = CoderProfile()
+    estimated = []
+    real = CoderProfile.estimate_bits
+
+    def spy(self, coder, sym, levels):
+        estimated.append(coder)
+        return real(self, coder, sym, levels)
+
+    monkeypatch.setattr(CoderProfile, "estimate_bits", spy)
+    profile.choose(symbols, 16, rate_bps=1e12)  # transmission is free: none wins on compute
+    assert "context" not in estimated
+    estimated.clear()
+    assert profile.choose(symbols, 16, rate_bps=1e3) == "context"  # slow link: fewest bits
+    assert "context" in estimated

@@ -61,12 +61,20 @@ class CoderProfile:
         return float("inf")  # zstd: no cheap estimate, not chosen by auto
 
     def choose(self, symbols: np.ndarray, levels: int, rate_bps: float) -> str:
-        """The coder with the least predicted ``t_enc + bits / rate + t_dec``."""
-        def cost(name: str) -> float:
-            return (self.compute_seconds(name, symbols.size)
-                    + self.estimate_bits(name, symbols, levels) / rate_bps)
+        """The coder with the least predicted ``t_enc + bits / rate + t_dec``.
 
-        return min(AUTO_CANDIDATES, key=cost)
+        Candidates are tried in order; one whose coding time alone already exceeds the best
+        cost so far is skipped without estimating its size (the context estimate runs the
+        context model, which is worth it only when the link is slow)."""
+        best, best_cost = "", float("inf")
+        for name in AUTO_CANDIDATES:
+            compute = self.compute_seconds(name, symbols.size)
+            if compute >= best_cost:
+                continue
+            cost = compute + self.estimate_bits(name, symbols, levels) / rate_bps
+            if cost < best_cost:
+                best, best_cost = name, cost
+        return best
 
 
 @dataclass(frozen=True)
