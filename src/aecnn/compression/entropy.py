@@ -335,17 +335,46 @@ def decode_context(data: bytes, shape: tuple[int, int, int], levels: int) -> np.
     return out
 
 
+def _info_bits(counts: np.ndarray) -> float:
+    """Empirical information of every row of ``counts`` (``(rows, levels)``) in bits."""
+    totals = counts.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        info = np.where(counts > 0, counts * np.log2(totals / np.maximum(counts, 1)), 0.0)
+    return float(info.sum())
+
+
+def _header_bits(counts: np.ndarray) -> int:
+    head = bytearray()
+    write_histograms(head, counts)
+    return 8 * len(head)
+
+
+ANS_FLUSH_BITS = 32  # constriction's AnsCoder: the stream is whole 32-bit words
+
+
+def memoryless_bits(symbols: np.ndarray, levels: int) -> float:
+    """Size estimate of :func:`encode_memoryless` in bits: exact histogram, entropy, one
+    word of flush."""
+    counts = np.bincount(symbols.ravel(), minlength=levels)[None]
+    return _header_bits(scaled_histograms(np.zeros(symbols.size, np.int64), symbols, 1,
+                                          levels)) + _info_bits(counts) + ANS_FLUSH_BITS
+
+
+def per_channel_bits(symbols: np.ndarray, levels: int) -> float:
+    """Size estimate of :func:`encode_per_channel` in bits (as :func:`memoryless_bits`)."""
+    c = symbols.shape[0]
+    keys = np.repeat(np.arange(c), symbols[0].size)
+    counts = np.bincount(keys * levels + symbols.ravel(), minlength=c * levels)
+    return (_header_bits(scaled_histograms(keys, symbols, c, levels))
+            + _info_bits(counts.reshape(c, levels)) + ANS_FLUSH_BITS)
+
+
 def context_bits(symbols: np.ndarray, levels: int) -> float:
     """Size estimate of :func:`encode_context` in bits without coding: the histograms'
     exact size plus the empirical entropy of each model's symbols (rANS comes within about
     1 % of it)."""
     _, counts = lattice.walk(symbols, levels)
-    head = bytearray()
-    write_histograms(head, _scale_rows(counts))
-    totals = counts.sum(axis=1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        info = np.where(counts > 0, counts * np.log2(totals / np.maximum(counts, 1)), 0.0)
-    return 8 * (len(head) + 4) + float(info.sum())
+    return _header_bits(_scale_rows(counts)) + 32 + _info_bits(counts)
 
 
 _STATUS = {lattice.TRUNCATED: "the rANS stream ends early",

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +51,8 @@ class ReproConfig:
     seeds: tuple[int, ...] = (0,)
     points: tuple[str, ...] = ()     # train only these split points (default: the configs')
     bits: tuple[int, ...] = (8, 4, 2)
-    coder: str = "context"          # lossless coder for the quantised tensors
+    coder: str = "context"          # lossless coder for the quantised tensors, or "auto"
+    link_bps: float = 1e6            # the uplink rate "auto" picks the coder for, per tensor
     float_coder: str = "memoryless"  # the paper's entropy column: float32 symbols
     quant_images: int = 600          # test images (evenly spaced) for the quantised accuracy
     codec_images: int = 16           # test images for bits per element and coding times
@@ -191,8 +193,8 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
     codec = {}
     for name in quants:
         coder = cfg.float_coder if name == "float32" else cfg.coder
-        c = FeatureCodec(name, coder)
-        bits, t_enc, t_dec = [], [], []
+        c = FeatureCodec(name, coder, rate_bps=cfg.link_bps)
+        bits, t_enc, t_dec, chosen = [], [], [], []
         for z in feats:
             t0 = time.perf_counter()
             packet, stats = c.encode(z)
@@ -201,10 +203,13 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
             decode_packet(Packet.from_bytes(wire))
             t2 = time.perf_counter()
             bits.append(8 * stats.payload_bytes / z.numel())
+            chosen.append(stats.coder)
             t_enc.append(t1 - t0)
             t_dec.append(t2 - t1)
         elements = int(feats[0].numel())
-        codec[name] = {"coder": coder, "bits_per_element": statistics.mean(bits),
+        codec[name] = {"coder": coder if coder != "auto" else statistics.mode(chosen),
+                       "coders": dict(Counter(chosen)),
+                       "bits_per_element": statistics.mean(bits),
                        "value_entropy": statistics.mean(value_entropy(z) for z in feats),
                        "bytes_per_image": statistics.mean(bits) * elements / 8,
                        "t_enc_s": statistics.median(t_enc), "t_dec_s": statistics.median(t_dec)}

@@ -81,10 +81,20 @@ def summarize(recs: list[dict], baselines: list[dict], cfg) -> dict:
         p["compression"] = raw[p["point"]] / p["bytes_per_image"] if p["point"] in raw else None
     n_sub = next((r["n_quant_images"] for r in recs), None)
     return {"scale": cfg.scale, "seeds": list(cfg.seeds), "n_quant_images": n_sub,
-            "coder": cfg.coder, "baseline": {"mean": base[0],
+            "coder": cfg.coder, "link_bps": cfg.link_bps, "baseline": {"mean": base[0],
             "std": base[1]}, "baseline_subset": {"mean": base_sub[0], "std": base_sub[1]},
             "rows": rows, "curve": curve, "qat": qat_rows(curve),
             "headline": headline(curve, base_sub[0])}
+
+
+def _coder_note(summary: dict) -> str:
+    coder = summary.get("coder", "")
+    if coder != "auto":
+        return f"Quantised tensors are coded with the `{coder}` coder."
+    used = sorted({p["coder"] for p in summary["curve"] if p["quant"] != "float32"})
+    return ("Quantised tensors are coded by `auto`: per tensor, the coder with the least "
+            "predicted encode + transmit + decode time on a "
+            f"{summary.get('link_bps', 0) / 1e6:g} Mbit/s uplink (used: {', '.join(used)}).")
 
 
 def qat_rows(curve: list[dict]) -> list[dict]:
@@ -180,9 +190,8 @@ def render_reproduction(summary: dict) -> str:
               "code.", "",
               "## Highest compression near the baseline (quantised + entropy coded)", "",
               f"Baseline on the same {summary.get('n_quant_images', '')} test images: "
-              f"{summary['baseline_subset']['mean']:.2f} %. Quantised tensors are coded with "
-              f"the `{summary.get('coder', '')}` coder. '+ QAT': fine-tuned through the "
-              "quantiser (one network per bit width).", "",
+              f"{summary['baseline_subset']['mean']:.2f} %. {_coder_note(summary)} "
+              "'+ QAT': fine-tuned through the quantiser (one network per bit width).", "",
               "| method @ point | within 3 points | within 4.5 points | >= 256x at <= 4.5 | "
               ">= 1000x at <= 3 |", "|---|---|---|---|---|"]
     for key, res in summary["headline"].items():
