@@ -56,8 +56,8 @@ def context_table(levels: int) -> np.ndarray:
 
 def padding(depth: int) -> int:
     """Zero border of the working array: the farthest neighbour, ``2 ** (depth - 1)`` (the
-    finest context level's step), so that no neighbour is out of bounds; the array is at
-    most ~2.2x the tensor."""
+    step of the coarsest level that uses contexts), so that no neighbour is out of bounds;
+    the array is at most ~2.2x the tensor."""
     return 1 << (depth - 1) if depth else 0
 
 
