@@ -5,7 +5,8 @@ PY     := $(VENV)/bin/python
 # Pinned versions that install from this project's machines (users may use any in range).
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: venv demo test lint clean baseline-cpu codec-bench aecnn-cpu deploy-cpu fig5-cpu
+.PHONY: venv demo test lint clean baseline-cpu codec-bench aecnn-cpu deploy-cpu fig5-cpu \
+        reproduce-smoke reproduce-cpu-stem reproduce-cpu-layer1
 
 venv: $(VENV)/.installed
 
@@ -52,6 +53,18 @@ deploy-cpu: venv
 # Fig. 5 over real shaped links (root: network namespaces and tc).
 fig5-cpu: deploy-cpu
 	$(VENV)/bin/aecnn fig5 --config configs/runtime/fig5_cpu.yaml
+
+# Table I and Fig. 4 (docs/reproduction.md). The cpu scale runs one split point at a time
+# (~2 h each after the ~80-min baseline); every stage resumes, so rerun after an interruption.
+reproduce-smoke: venv
+	$(VENV)/bin/aecnn reproduce table1 --scale smoke
+
+reproduce-cpu-stem: venv
+	$(VENV)/bin/aecnn reproduce table1 --scale cpu --set 'points=[stem]'
+	$(VENV)/bin/aecnn reproduce fig4 --scale cpu --point stem
+
+reproduce-cpu-layer1: venv
+	$(VENV)/bin/aecnn reproduce table1 --scale cpu --set 'points=[layer1.0]'
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
