@@ -67,3 +67,12 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch):
     assert main(["reproduce", "fig4", "--scale", "smoke", "--no-progress", *sum(
         (["--set", s] for s in sets), [])]) == 0
     assert (res / "fig4_stem.png").exists() and (res / "fig4_stem.json").exists()
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    from aecnn.evaluation.table1_repro import pareto_front
+
+    pts = [(100.0, 40.0), (50.0, 45.0), (200.0, 60.0), (150.0, 44.0), (200.0, 55.0),
+           (1000.0, 59.0), (400.0, 62.0)]
+    assert pareto_front(pts) == [(50.0, 45.0), (200.0, 60.0), (400.0, 62.0)]
+    assert pareto_front([]) == []
