@@ -74,11 +74,21 @@ def scaled_histograms(keys: np.ndarray, symbols: np.ndarray, groups: int,
                       levels: int) -> np.ndarray:
     """``(groups, levels)`` symbol counts per group (``keys`` gives each symbol's group),
     each row scaled to sum at most ``HIST_TOTAL`` with nonzero counts kept >= 1."""
+    return _scale_rows(group_counts(keys, symbols, groups, levels))
+
+
+def group_counts(keys: np.ndarray, symbols: np.ndarray, groups: int,
+                 levels: int) -> np.ndarray:
+    """``(groups, levels)`` raw symbol counts per group (``keys`` gives each symbol's group)."""
     flat = keys.astype(np.int64).ravel() * levels + symbols.ravel()
-    counts = np.bincount(flat, minlength=groups * levels).reshape(groups, levels)
+    return np.bincount(flat, minlength=groups * levels).reshape(groups, levels)
+
+
+def _scale_rows(counts: np.ndarray) -> np.ndarray:
+    """Rows of ``counts`` summing to more than ``HIST_TOTAL`` scaled down to at most that,
+    every nonzero count kept >= 1."""
     totals = counts.sum(axis=1, keepdims=True)
-    scaled = counts * HIST_TOTAL // np.maximum(totals, 1)
-    scaled = np.where(counts > 0, np.maximum(scaled, 1), 0)
+    scaled = np.where(counts > 0, np.maximum(counts * HIST_TOTAL // np.maximum(totals, 1), 1), 0)
     return np.where(totals > HIST_TOTAL, scaled, counts)
 
 
@@ -315,14 +325,6 @@ def encode_context(symbols: np.ndarray, levels: int) -> bytes:
     return bytes(head) + lattice.rans_encode(keys, lattice.normalise(counts))
 
 
-def _scale_rows(counts: np.ndarray) -> np.ndarray:
-    """Rows of ``counts`` summing to more than ``HIST_TOTAL`` scaled down to at most that,
-    every nonzero count kept >= 1 (as :func:`scaled_histograms`)."""
-    totals = counts.sum(axis=1, keepdims=True)
-    scaled = np.where(counts > 0, np.maximum(counts * HIST_TOTAL // np.maximum(totals, 1), 1), 0)
-    return np.where(totals > HIST_TOTAL, scaled, counts)
-
-
 def decode_context(data: bytes, shape: tuple[int, int, int], levels: int) -> np.ndarray:
     r = Reader(data)
     rows = read_histograms(r, lattice.num_contexts(levels) + 1, levels)
@@ -350,23 +352,25 @@ def _header_bits(counts: np.ndarray) -> int:
 
 
 ANS_FLUSH_BITS = 32  # constriction's AnsCoder: the stream is whole 32-bit words
+RANS_BYTE_FLUSH_BITS = 32  # the context coder's rANS: its 32-bit state, written at the end
+
+
+def _estimate_bits(counts: np.ndarray, flush_bits: int) -> float:
+    """Exact histogram header of ``counts`` (``(rows, levels)``) + entropy + flush."""
+    return _header_bits(_scale_rows(counts)) + _info_bits(counts) + flush_bits
 
 
 def memoryless_bits(symbols: np.ndarray, levels: int) -> float:
     """Size estimate of :func:`encode_memoryless` in bits: exact histogram, entropy, one
     word of flush."""
-    counts = np.bincount(symbols.ravel(), minlength=levels)[None]
-    return _header_bits(scaled_histograms(np.zeros(symbols.size, np.int64), symbols, 1,
-                                          levels)) + _info_bits(counts) + ANS_FLUSH_BITS
+    return _estimate_bits(np.bincount(symbols.ravel(), minlength=levels)[None], ANS_FLUSH_BITS)
 
 
 def per_channel_bits(symbols: np.ndarray, levels: int) -> float:
     """Size estimate of :func:`encode_per_channel` in bits (as :func:`memoryless_bits`)."""
     c = symbols.shape[0]
     keys = np.repeat(np.arange(c), symbols[0].size)
-    counts = np.bincount(keys * levels + symbols.ravel(), minlength=c * levels)
-    return (_header_bits(scaled_histograms(keys, symbols, c, levels))
-            + _info_bits(counts.reshape(c, levels)) + ANS_FLUSH_BITS)
+    return _estimate_bits(group_counts(keys, symbols, c, levels), ANS_FLUSH_BITS)
 
 
 def context_bits(symbols: np.ndarray, levels: int) -> float:
@@ -374,7 +378,7 @@ def context_bits(symbols: np.ndarray, levels: int) -> float:
     exact size plus the empirical entropy of each model's symbols (rANS comes within about
     1 % of it)."""
     _, counts = lattice.walk(symbols, levels)
-    return _header_bits(_scale_rows(counts)) + 32 + _info_bits(counts)
+    return _estimate_bits(counts, RANS_BYTE_FLUSH_BITS)
 
 
 _STATUS = {lattice.TRUNCATED: "the rANS stream ends early",
