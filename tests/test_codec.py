@@ -132,6 +132,9 @@ def test_bad_codec_arguments():
         FeatureCodec("int7", "none")
     with pytest.raises(AecnnError, match="1 to 8 bits"):
         FeatureCodec("uint12", "none")
+    for bad in ("uint2@90", "uint2@pxx", "uint2@p40", "uint2@p101"):
+        with pytest.raises(AecnnError):
+            FeatureCodec(bad, "none")
     with pytest.raises(AecnnError, match="NaN"):
         FeatureCodec().encode(torch.full((1, 2, 2), float("nan")))
 
@@ -214,3 +217,42 @@ def test_auto_skips_the_context_estimate_when_its_coding_time_cannot_pay_off(mon
     estimated.clear()
     assert profile.choose(symbols, 16, rate_bps=1e3) == "context"  # slow link: fewest bits
     assert "context" in estimated
+
+
+@pytest.mark.parametrize("text", ["uint2@p90", "uint4c@p99.5", "uint8", "uint3c"])
+def test_quant_spec_text_round_trips(text):
+    assert str(QuantSpec.parse(text)) == text
+
+
+def test_clipped_grid_spends_its_levels_below_the_outliers():
+    rng = np.random.default_rng(3)
+    x = np.maximum(rng.normal(size=(8, 12, 12)), 0).astype(np.float32)
+    x[0, 0, 0] = 50.0                                           # one outlier
+    full, clipped = QuantSpec.parse("uint2"), QuantSpec.parse("uint2@p95")
+    sym_f, _, step_f = quantize(x, full)
+    sym_c, lo, step_c = quantize(x, clipped)
+    assert lo[0] == 0.0 and step_c[0] == pytest.approx(np.quantile(x, 0.95) / 3, rel=1e-6)
+    assert sym_c[0, 0, 0] == 3                                  # the outlier saturates
+    assert (sym_f > 0).mean() < 0.01 < 0.4 < (sym_c > 0).mean()
+    y = dequantize(sym_c, clipped, lo, step_c, x.shape)
+    inside = x <= lo[0] + 3 * step_c[0]
+    assert np.all(np.abs(y - x)[inside] <= step_c[0] / 2 * (1 + 1e-5))
+    assert np.mean((y - x)[inside] ** 2) < np.mean((dequantize(
+        sym_f, full, lo, step_f, x.shape) - x)[inside] ** 2)
+
+
+def test_clipped_grid_falls_back_to_the_maximum_when_the_quantile_is_the_minimum():
+    x = np.zeros((4, 5, 5), np.float32)
+    x[0, 0, :3] = [1.0, 2.0, 3.0]                               # 97 % zeros
+    sym, lo, step = quantize(x, QuantSpec.parse("uint2@p90"))
+    assert step[0] == pytest.approx(1.0) and sym.max() == 3
+
+
+def test_clipped_grid_through_the_wire_needs_no_new_header_field():
+    x = torch.relu(torch.randn(4, 9, 9, generator=torch.Generator().manual_seed(5)))
+    packet, _ = FeatureCodec("uint2@p90", "context").encode(x)
+    again = Packet.from_bytes(packet.to_bytes())
+    y = decode_packet(again)
+    sym, lo, step = quantize(x.numpy(), QuantSpec.parse("uint2@p90"))
+    expect = dequantize(sym, QuantSpec.parse("uint2"), lo, step, tuple(x.shape))
+    assert torch.equal(y, torch.from_numpy(expect))

@@ -13,8 +13,8 @@ from aecnn.errors import AecnnError
 from aecnn.training.aecnn import SplitNet
 
 
-def _codec_roundtrip(x: torch.Tensor, bits: int) -> torch.Tensor:
-    spec = QuantSpec.parse(f"uint{bits}")
+def _codec_roundtrip(x: torch.Tensor, bits: int, clip: str = "") -> torch.Tensor:
+    spec = QuantSpec.parse(f"uint{bits}{clip}")
     out = []
     for xi in x.numpy():
         sym, lo, step = quantize(xi, spec)
@@ -31,6 +31,34 @@ def test_fake_quantize_is_the_codec(bits):
     y = fake_quantize(x, bits)
     assert torch.equal(y, _codec_roundtrip(x, bits))
     assert y[0].unique().numel() <= 2**bits
+
+
+@pytest.mark.parametrize(("bits", "clip"), [(2, 0.9), (4, 0.99), (1, 0.5), (8, 0.95)])
+def test_clipped_fake_quantize_is_the_clipped_codec(bits, clip):
+    g = torch.Generator().manual_seed(bits)
+    x = torch.relu(torch.randn(4, 6, 7, 5, generator=g) * 3)
+    x[1] = 0.0
+    x[2] = 0.0
+    x[2, 0, 0, :2] = torch.tensor([1.0, 4.0])                 # the quantile is the minimum
+    x[3, 0, 0, 0] = 100.0                                    # an outlier
+    y = fake_quantize(x, bits, clip)
+    assert torch.equal(y, _codec_roundtrip(x, bits, f"@p{100 * clip:g}"))
+    assert y[3].max() < 100.0                                 # the outlier saturated
+
+
+def test_clipped_straight_through_gradient_stops_at_the_saturated_values():
+    x = torch.rand(2, 4, 5, 5)
+    x[0, 0, 0, 0] = 10.0
+    x.requires_grad_(True)
+    w = torch.randn(2, 4, 5, 5)
+    (fake_quantize(x, 2, 0.9) * w).sum().backward()
+    q90 = torch.quantile(x.detach().flatten(1).double(), 0.9, dim=1).float()
+    top = q90.view(-1, 1, 1, 1) + (q90.view(-1, 1, 1, 1) - x.detach().amin((1, 2, 3),
+                                                                           keepdim=True)) / 6
+    saturated = x.detach() > top
+    assert saturated[0, 0, 0, 0] and 0 < saturated.sum() < x.numel() // 5
+    assert torch.equal(x.grad[~saturated], w[~saturated])
+    assert x.grad[saturated].abs().sum() == 0
 
 
 def test_straight_through_gradient():
@@ -52,3 +80,6 @@ def test_fake_quant_keeps_checkpoints_and_rejects_bad_bits():
         FakeQuant(0)
     with pytest.raises(AecnnError):
         fake_quantize(x, 9)
+    with pytest.raises(AecnnError):
+        FakeQuant(2, clip=0.3)
+    assert "clip=0.9" in repr(FakeQuant(2, clip=0.9))

@@ -44,17 +44,22 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch):
             assert row[key] is not None, key
         assert row["compressed_shape"][0] * row["ratio"] == row["split_shape"][0]
     quants = {p["quant"] for p in table["curve"]}
-    assert quants == {"float32", "uint8", "uint4", "uint2"}
-    # quantisation-aware fine-tuning (qat_bits=[2]): one stage per network, measured at 2 bits
-    for run, stage in (("aecnn", "aecnn-q2-x64"), ("bottlenet", "bottlenet-q2-x64")):
+    assert quants == {"float32", "uint8", "uint4", "uint2", "uint2@p90"}
+    # quantisation-aware fine-tuning (qat_bits=[2]; AECNN also through the clipped grid):
+    # one stage per network and grid, measured on that grid
+    for run, stage, quant in (("aecnn", "aecnn-q2-x64", "uint2"),
+                              ("aecnn", "aecnn-q2p90-x64", "uint2@p90"),
+                              ("bottlenet", "bottlenet-q2-x64", "uint2")):
         rec = json.loads((runs / "seed0" / run / "stem" / stage / "result.json").read_text())
-        assert rec["qat_bits"] == 2 and rec["ratio"] == 64
+        assert rec["qat_bits"] == 2 and rec["ratio"] == 64 and rec["qat_quant"] == quant
     qat = [p for p in table["curve"] if p["method"].endswith("_qat")]
-    assert {p["quant"] for p in qat} == {"uint2"} and len(qat) == 2 * 2 * 2 * 2
-    assert len(table["qat"]) == 2 * 2 * 2  # method x point x ratio, at 2 bits
+    assert {(p["method"], p["quant"]) for p in qat} == {
+        ("aecnn_qat", "uint2"), ("aecnn_qat", "uint2@p90"), ("bottlenet++_qat", "uint2")}
+    assert len(qat) == 3 * 2 * 2 * 2  # (method, grid) x seed x point x ratio
+    assert len(table["qat"]) == 3 * 2 * 2  # (method, grid) x point x ratio
     for q in table["qat"]:
-        assert q["no_qat"] is not None and q["quant"] == "uint2"
-        assert f"| {q['qat']:.2f} |" in md
+        assert q["no_qat"] is not None and q["quant"] in ("uint2", "uint2@p90")
+        assert f"| {q['quant']} | {q['no_qat']:.2f} | {q['qat']:.2f} |" in md
     assert "## Quantisation-aware fine-tuning" in md
     side = (res / "side_by_side.md").read_text()
     assert "| stem | 64 | 88.54 (-7.30) |" in side  # the paper quoted, ours beside it
@@ -62,6 +67,16 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch):
     before = {p: p.stat().st_mtime_ns for p in runs.rglob("*.json")}
     assert main(argv) == 0
     assert {p: p.stat().st_mtime_ns for p in runs.rglob("*.json") if p in before} == before
+    # a new grid is measured on its own and merged into the records; nothing else changes
+    measured = {p: json.loads(p.read_text()) for p in (runs / "measure").rglob("*.json")}
+    assert main([*argv, "--set", "clipped=[uint2@p90, uint4@p99]"]) == 0
+    trained = [p for p in before if "measure" not in p.parts]
+    assert all(p.stat().st_mtime_ns == before[p] for p in trained)
+    for p, old in measured.items():
+        new = json.loads(p.read_text())
+        assert ("uint4@p99" in new["accuracy"]) == (not p.name.startswith(("aecnn_qat",
+                                                                           "bottlenet++_qat")))
+        assert {k: new["accuracy"][k] for k in old["accuracy"]} == old["accuracy"]
 
     # Fig. 4 of the same scale from the seed-0 run
     assert main(["reproduce", "fig4", "--scale", "smoke", "--no-progress", *sum(

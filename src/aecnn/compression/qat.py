@@ -6,6 +6,11 @@ sample's minimum, ``step`` = its range / (2**bits - 1), round half to even), so 
 fine-tuned through :class:`FakeQuant` sees in training exactly the values the server will
 decode. The rounding has no useful gradient; the straight-through estimator passes the
 gradient of the output unchanged to the input (Bengio et al., 2013).
+
+With a clipped grid (``clip`` < 1: the top level at that quantile of the sample's values,
+as ``QuantSpec.clip`` does in the codec) the values above the top saturate; their output
+no longer depends on them, so their gradient is zero (the clipped straight-through estimator
+of PACT, Choi et al., 2018).
 """
 
 from __future__ import annotations
@@ -16,39 +21,60 @@ from torch import nn
 from aecnn.errors import AecnnError
 
 
-def fake_quantize(x: torch.Tensor, bits: int) -> torch.Tensor:
+def _top(flat: torch.Tensor, lo: torch.Tensor, clip: float) -> torch.Tensor:
+    """Top of each row's grid: the ``clip`` quantile of ``flat (B, N)`` (float64, linear
+    interpolation, as ``numpy.quantile``), or the maximum where that is not above ``lo``."""
+    hi = flat.amax(dim=1)
+    if clip >= 1.0:
+        return hi
+    rows = max(1, 2**24 // max(1, flat.shape[1]))  # torch.quantile takes < 2**24 elements
+    top = torch.cat([torch.quantile(chunk.double(), clip, dim=1)
+                     for chunk in flat.split(rows)]).float()
+    return torch.where(top > lo, top, hi)
+
+
+def fake_quantize(x: torch.Tensor, bits: int, clip: float = 1.0) -> torch.Tensor:
     """Quantise and dequantise every sample of ``x (B, C, H, W)`` to ``bits`` bits, per
-    tensor, as the codec does; the gradient flows straight through. Returns ``(B, C, H, W)``.
+    tensor, as the codec does (grid top at the ``clip`` quantile); the gradient flows straight
+    through the values inside the grid. Returns ``(B, C, H, W)``.
     """
     if not 1 <= bits <= 8:
         raise AecnnError(f"integer quantisation takes 1 to 8 bits, not {bits}")
+    if not 0.5 <= clip <= 1.0:
+        raise AecnnError(f"the grid's top quantile must lie in [0.5, 1], not {clip}")
     levels = 2**bits - 1
     flat = x.detach().float().flatten(1)
     lo = flat.amin(dim=1)
-    step = (flat.amax(dim=1) - lo) / levels
+    step = (_top(flat, lo, clip) - lo) / levels
     step = torch.where(step > 0, step, torch.ones_like(step))
     shape = (-1,) + (1,) * (x.dim() - 1)
     lo, step = lo.view(shape), step.view(shape)
-    q = torch.clamp(torch.round((x.detach().float() - lo) / step), 0, levels)
+    scaled = torch.round((x.detach().float() - lo) / step)
+    q = torch.clamp(scaled, 0, levels)
     deq = (q * step + lo).to(x.dtype)
-    return x + (deq - x).detach()
+    if clip >= 1.0:
+        return x + (deq - x).detach()
+    inside = (scaled <= levels).to(x.dtype)  # saturated values pass no gradient
+    return x * inside + (deq - x * inside).detach()
 
 
 class FakeQuant(nn.Module):
     """:func:`fake_quantize` as a module (no parameters, no state): ``(B, C, H, W)`` in and
     out."""
 
-    def __init__(self, bits: int) -> None:
+    def __init__(self, bits: int, clip: float = 1.0) -> None:
         super().__init__()
         if not 1 <= bits <= 8:
             raise AecnnError(f"integer quantisation takes 1 to 8 bits, not {bits}")
-        self.bits = bits
+        if not 0.5 <= clip <= 1.0:
+            raise AecnnError(f"the grid's top quantile must lie in [0.5, 1], not {clip}")
+        self.bits, self.clip = bits, clip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fake_quantize(x, self.bits)
+        return fake_quantize(x, self.bits, self.clip)
 
     def extra_repr(self) -> str:
-        return f"bits={self.bits}"
+        return f"bits={self.bits}" + (f", clip={self.clip:g}" if self.clip < 1.0 else "")
 
 
 __all__ = ["FakeQuant", "fake_quantize"]

@@ -2,8 +2,13 @@
 
 Integer quantisation maps each value to ``q = round((x - lo) / step)`` with
 ``step = (hi - lo) / (2**bits - 1)``, per tensor or per channel; ``lo`` and ``step`` travel in
-the packet, so ``|dequantize(quantize(x)) - x| <= step / 2``. Post-ReLU features are
-non-negative, so ``lo`` is usually 0 and the whole grid covers the used range.
+the packet, so ``|dequantize(quantize(x)) - x| <= step / 2`` for values in ``[lo, hi]``.
+Post-ReLU features are non-negative, so ``lo`` is usually 0.
+
+``hi`` is the maximum by default. A *clipped* grid (``uint2@p90``) puts ``hi`` at a quantile
+of the values instead: the few outliers saturate at the top level and the levels are spent
+where most values lie. Clipping is the encoder's choice alone: the decoder reads ``lo`` and
+``step`` from the packet, so the wire format does not change.
 """
 
 from __future__ import annotations
@@ -26,15 +31,22 @@ class DType(IntEnum):
 
 @dataclass(frozen=True)
 class QuantSpec:
-    """What quantisation to apply: ``dtype`` and, for ``UINT``, ``bits`` and granularity."""
+    """What quantisation to apply: ``dtype`` and, for ``UINT``, ``bits``, granularity and
+    ``clip``, the quantile of the values (per tensor or per channel) at which the grid tops
+    out (1.0: the maximum)."""
 
     dtype: DType = DType.UINT
     bits: int = 8
     per_channel: bool = False
+    clip: float = 1.0
 
     def __post_init__(self) -> None:
         if self.dtype == DType.UINT and not 1 <= self.bits <= 8:
             raise AecnnError(f"integer quantisation takes 1 to 8 bits, not {self.bits}")
+        if not 0.5 <= self.clip <= 1.0:
+            raise AecnnError(f"the grid's top quantile must lie in [0.5, 1], not {self.clip}")
+        if self.clip < 1.0 and self.dtype != DType.UINT:
+            raise AecnnError("only integer grids can be clipped")
 
     @property
     def levels(self) -> int:
@@ -43,22 +55,30 @@ class QuantSpec:
 
     @staticmethod
     def parse(text: str) -> QuantSpec:
-        """``"float32"``, ``"float16"``, ``"uint8"``, ``"uint4"``, ``"uint4c"`` (per channel)."""
+        """``"float32"``, ``"float16"``, ``"uint8"``, ``"uint4"``, ``"uint4c"`` (per channel),
+        ``"uint2@p90"`` (grid clipped at the 90th percentile), ``"uint2c@p99.5"``."""
         if text in ("float32", "float16"):
             return QuantSpec(DType.FLOAT32 if text == "float32" else DType.FLOAT16, 0)
         if text.startswith("uint"):
-            body = text[4:]
+            body, _, pct = text[4:].partition("@")
             per_channel = body.endswith("c")
             try:
-                return QuantSpec(DType.UINT, int(body.rstrip("c")), per_channel)
+                clip = 1.0
+                if pct:
+                    if not pct.startswith("p"):
+                        raise ValueError(pct)
+                    clip = float(pct[1:]) / 100
+                return QuantSpec(DType.UINT, int(body.removesuffix("c")), per_channel, clip)
             except ValueError:
                 pass
-        raise AecnnError(f"unknown quantisation {text!r}: float32, float16, uintN or uintNc")
+        raise AecnnError(f"unknown quantisation {text!r}: float32, float16, uintN, uintNc, "
+                         "or either with @pNN (grid clipped at the NN-th percentile)")
 
     def __str__(self) -> str:
         if self.dtype != DType.UINT:
             return self.dtype.name.lower()
-        return f"uint{self.bits}{'c' if self.per_channel else ''}"
+        pct = f"@p{100 * self.clip:g}" if self.clip < 1.0 else ""
+        return f"uint{self.bits}{'c' if self.per_channel else ''}{pct}"
 
 
 def quantize(x: np.ndarray, spec: QuantSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,6 +103,9 @@ def quantize(x: np.ndarray, spec: QuantSpec) -> tuple[np.ndarray, np.ndarray, np
     axes = (1, 2) if spec.per_channel else None
     lo = x.min(axis=axes).reshape(-1).astype(np.float32)
     hi = x.max(axis=axes).reshape(-1).astype(np.float32)
+    if spec.clip < 1.0:  # top of the grid at a quantile, unless that leaves no range at all
+        top = np.quantile(x.astype(np.float64), spec.clip, axis=axes).reshape(-1)
+        hi = np.where(top.astype(np.float32) > lo, top, hi).astype(np.float32)
     step = ((hi - lo) / (spec.levels - 1)).astype(np.float32)
     step = np.where(step > 0, step, np.float32(1.0)).astype(np.float32)
     shape = (-1, 1, 1)

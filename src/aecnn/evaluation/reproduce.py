@@ -51,6 +51,7 @@ class ReproConfig:
     seeds: tuple[int, ...] = (0,)
     points: tuple[str, ...] = ()     # train only these split points (default: the configs')
     bits: tuple[int, ...] = (8, 4, 2)
+    clipped: tuple[str, ...] = ()    # more grids to measure, e.g. "uint2@p90" (clipped top)
     coder: str = "context"          # lossless coder for the quantised tensors, or "auto"
     link_bps: float = 1e6            # the uplink rate "auto" picks the coder for, per tensor
     float_coder: str = "memoryless"  # the paper's entropy column: float32 symbols
@@ -163,11 +164,20 @@ def value_entropy(z: torch.Tensor) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
+def quant_names(cfg: ReproConfig) -> list[str]:
+    """The quantisations every deployed network is measured at: float32, ``uint<b>`` for
+    each of ``cfg.bits``, then ``cfg.clipped``."""
+    names = ["float32", *(f"uint{b}" for b in cfg.bits), *cfg.clipped]
+    for n in cfg.clipped:
+        QuantSpec.parse(n)  # a typo fails before any measurement
+    return names
+
+
 @torch.inference_mode()
 def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
-                  point: str | None = None) -> dict:
-    """Accuracy at float32 and each bit width, bits per element and coding times, of a
-    stage folder (or of a baseline checkpoint cut at ``point``)."""
+                  point: str | None = None, quants: list[str] | None = None) -> dict:
+    """Accuracy and bits per element and coding times at each of ``quants`` (default:
+    :func:`quant_names`), of a stage folder (or of a baseline checkpoint cut at ``point``)."""
     from aecnn.runtime.variant import Variant, meta_from_baseline, meta_from_stage
 
     meta, state = (meta_from_stage(folder) if point is None
@@ -179,19 +189,20 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
     stride = max(1, n // cfg.quant_images) if cfg.quant_images else 1
     idx = list(range(0, n, stride))[: cfg.quant_images or n]
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, idx), batch_size=64)
-    quants = {"float32": None, **{f"uint{b}": QuantSpec.parse(f"uint{b}") for b in cfg.bits}}
-    correct = dict.fromkeys(quants, 0)
+    names = quants if quants is not None else quant_names(cfg)
+    specs = {q: None if q == "float32" else QuantSpec.parse(q) for q in names}
+    correct = dict.fromkeys(specs, 0)
     feats = []
     for x, y in tqdm(loader, desc=folder.name, leave=False, disable=not progress):
         z = var.head(x)
         if len(feats) < cfg.codec_images:
             feats += list(z[: cfg.codec_images - len(feats)])
-        for name, spec in quants.items():
+        for name, spec in specs.items():
             zq = z if spec is None else _requant(z, spec)
             correct[name] += int((var.server(zq).argmax(1) == y).sum())
     acc = {k: 100.0 * v / len(idx) for k, v in correct.items()}
     codec = {}
-    for name in quants:
+    for name in specs:
         coder = cfg.float_coder if name == "float32" else cfg.coder
         c = FeatureCodec(name, coder, rate_bps=cfg.link_bps)
         bits, t_enc, t_dec, chosen = [], [], [], []
@@ -220,6 +231,20 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
             "test_top1": meta.test_top1}
 
 
+def _measured(f: Path, wanted: list[str], measure) -> dict:
+    """The record at ``f`` holding every quantisation in ``wanted``: read it, measure only the
+    quantisations it lacks (``measure(missing)``) and merge them in, or measure all."""
+    if not f.exists():
+        return write_record(f, measure(wanted))
+    rec = json.loads(f.read_text())
+    missing = [q for q in wanted if q not in rec["accuracy"]]
+    if not missing:
+        return rec
+    new = measure(missing)
+    return write_record(f, {**rec, "accuracy": {**rec["accuracy"], **new["accuracy"]},
+                            "codec": {**rec["codec"], **new["codec"]}})
+
+
 def measure_all(cfg: ReproConfig, seed: int, runs: dict[str, Path], progress: bool
                 ) -> list[dict]:
     """Measure every stage of one seed; a measurement whose record exists is reused, and
@@ -235,28 +260,27 @@ def measure_all(cfg: ReproConfig, seed: int, runs: dict[str, Path], progress: bo
         f = out / (f"{method}-{point}-{folder.name}.json" if qat
                    else f"{method}-{point}-x{ratio}.json")
         seen.add(f.name)
-        if f.exists():
-            rec = json.loads(f.read_text())
-        else:
-            mcfg = cfg
-            if qat:  # a QAT network is deployed at the bit width it was fine-tuned for
-                bits = json.loads((folder / "result.json").read_text())["qat_bits"]
-                mcfg = dataclasses.replace(cfg, bits=(bits,))
-            rec = write_record(f, {**measure_stage(folder, dataset, mcfg, progress),
-                                   "method": method, "seed": seed,
-                                   **({"qat_bits": mcfg.bits[0]} if qat else {})})
-        recs.append(rec)
+        wanted, extra = quant_names(cfg), {"method": method, "seed": seed}
+        if qat:  # a QAT network is deployed on the grid it was fine-tuned through
+            stage = json.loads((folder / "result.json").read_text())
+            quant = stage.get("qat_quant", f"uint{stage['qat_bits']}")
+            wanted = ["float32", quant]
+            extra |= {"qat_bits": stage["qat_bits"], "qat_quant": quant}
+
+        def measure(quants, folder=folder, extra=extra):
+            return {**measure_stage(folder, dataset, cfg, progress, quants=quants), **extra}
+
+        recs.append(_measured(f, wanted, measure))
     for f in sorted(out.glob("*.json")):
         if f.name not in seen and f.name != "baseline.json":
             recs.append(json.loads(f.read_text()))
-    f = out / "baseline.json"
-    if f.exists():
-        recs.append(json.loads(f.read_text()))
-    else:  # the uncompressed model cut at the first point: the "1x" of the curves
-        point = recs[0]["point"] if recs else "stem"
-        recs.append(write_record(f, {**measure_stage(runs["baseline"] / "best.pt", dataset,
-                                                     cfg, progress, point),
-                                     "method": "baseline", "seed": seed}))
+    point = next((r["point"] for r in recs), "stem")
+
+    def measure_baseline(quants):  # the uncompressed model cut at the first point: the "1x"
+        return {**measure_stage(runs["baseline"] / "best.pt", dataset, cfg, progress, point,
+                                quants=quants), "method": "baseline", "seed": seed}
+
+    recs.append(_measured(out / "baseline.json", quant_names(cfg), measure_baseline))
     return recs
 
 

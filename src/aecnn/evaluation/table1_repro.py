@@ -63,8 +63,8 @@ def summarize(recs: list[dict], baselines: list[dict], cfg) -> dict:
         full = (r["elements"] * max(r["ratio"], 1) if not r["method"].startswith("bottlenet")
                 else None)
         for q, acc in r["accuracy"].items():
-            if r["method"] in QAT_NAMES and q != f"uint{r['qat_bits']}":
-                continue  # a QAT network is an operating point at its own bit width only
+            if r["method"] in QAT_NAMES and q != r.get("qat_quant", f"uint{r['qat_bits']}"):
+                continue  # a QAT network is an operating point on its own grid only
             curve.append({"method": r["method"], "point": r["point"], "ratio": r["ratio"],
                           "seed": r.get("seed", 0), "quant": q, "accuracy": acc,
                           "bytes_per_image": r["codec"][q]["bytes_per_image"],
@@ -193,7 +193,9 @@ def render_reproduction(summary: dict) -> str:
               "## Highest compression near the baseline (quantised + entropy coded)", "",
               f"Baseline on the same {summary.get('n_quant_images', '')} test images: "
               f"{summary['baseline_subset']['mean']:.2f} %. {_coder_note(summary)} "
-              "'+ QAT': fine-tuned through the quantiser (one network per bit width).", "",
+              "'+ QAT': fine-tuned through the quantiser (one network per grid). "
+              "`uintB@pNN`: B-bit grid whose top level sits at the NN-th percentile of the "
+              "tensor's values (larger values saturate).", "",
               "| method @ point | within 3 points | within 4.5 points | >= 256x at <= 4.5 | "
               ">= 1000x at <= 3 |", "|---|---|---|---|---|"]
     for key, res in summary["headline"].items():
@@ -211,12 +213,12 @@ def render_reproduction(summary: dict) -> str:
         lines += ["", "## Quantisation-aware fine-tuning", "",
                   "Test top-1 (%) of the same network quantised at deployment only, and after "
                   "one fine-tuning stage through the quantiser.", "",
-                  "| method @ point | V | bits | without QAT | with QAT | bytes per image |",
+                  "| method @ point | V | quantiser | without QAT | with QAT | bytes per image |",
                   "|---|---|---|---|---|---|"]
         for q in summary["qat"]:
             no = f"{q['no_qat']:.2f}" if q["no_qat"] is not None else "-"
             lines.append(f"| {METHOD_NAMES[q['method']]} @ {q['point']} | {q['ratio']} | "
-                         f"{q['quant'].removeprefix('uint')} | {no} | {q['qat']:.2f} | "
+                         f"{q['quant']} | {no} | {q['qat']:.2f} | "
                          f"{q['bytes_per_image']:.0f} |")
     return "\n".join(lines) + "\n"
 
@@ -250,14 +252,15 @@ def plot_rate_accuracy(summary: dict, path: Path) -> Path:
         for i, (m, label) in enumerate(ALL_NAMES.items()):
             pts = [p for p in curve if p["method"] == m and p["point"] == point]
             labelled = False
-            for q, mk in markers.items():
+            for q in sorted({p["quant"] for p in pts}):
                 sel = sorted((p["bytes_per_image"], p["accuracy"]) for p in pts
                              if p["quant"] == q)
-                if sel:
-                    x, y = zip(*sel, strict=True)
-                    ax.scatter(x, y, marker=mk, color=f"C{i}", s=18,
-                               label=None if labelled else label)
-                    labelled = True
+                x, y = zip(*sel, strict=True)
+                clipped = "@" in q  # a clipped grid: the same marker, hollow
+                ax.scatter(x, y, marker=markers.get(q.split("@")[0].rstrip("c"), "D"), s=18,
+                           color="none" if clipped else f"C{i}", edgecolors=f"C{i}",
+                           label=None if labelled else label)
+                labelled = True
             front = pareto_front([(p["bytes_per_image"], p["accuracy"]) for p in pts])
             if len(front) > 1:
                 fx, fy = zip(*front, strict=True)
@@ -271,7 +274,8 @@ def plot_rate_accuracy(summary: dict, path: Path) -> Path:
         ax.set_xscale("log")
         ax.set_xlabel("bytes per image (entropy coded)")
         ax.set_ylabel("test top-1 (%)")
-        ax.set_title(f"split at {point}; markers: o f32, s 8b, ^ 4b, v 2b")
+        ax.set_title(f"split at {point}; o f32, s 8b, ^ 4b, v 2b; hollow: clipped grid",
+                     fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()

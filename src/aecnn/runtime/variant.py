@@ -197,6 +197,8 @@ def meta_from_stage(folder: str | Path, name: str | None = None) -> tuple[Varian
     meta = VariantMeta(
         name=name or (f"{ckpt['model_name']}-{sp.name}-{bridge}"
                       + (f"-q{rec['qat_bits']}" if rec.get("qat_bits") else "")
+                      + (f"p{100 * rec['qat_clip']:g}" if rec.get("qat_clip", 1.0) < 1.0
+                         else "")
                       + f"-x{rec['ratio']}"),
         model_name=ckpt["model_name"], classes=tuple(ckpt["classes"]), point=sp.name,
         ratio=int(rec["ratio"]), bridge=bridge, kept=tuple(kept) if kept else None,

@@ -29,8 +29,10 @@ from tqdm import tqdm
 from aecnn.compression.attention import ChannelAttention, channel_importance, keep_indices
 from aecnn.compression.pruning import pruned_head
 from aecnn.compression.qat import FakeQuant
+from aecnn.compression.quantize import DType, QuantSpec
 from aecnn.compression.recovery import FeatureRecovery, ZeroFill
 from aecnn.config import load_config, save_config, to_dict
+from aecnn.errors import ConfigError
 from aecnn.models import create_model, get_spec, split_model
 from aecnn.models.spec import ModelSpec, SplitPoint
 from aecnn.records import write_record
@@ -71,6 +73,7 @@ class StagesConfig:
     ratios: tuple[int, ...] = (2, 4, 8, 16, 32, 64)
     qat: StageBudget = field(default_factory=lambda: StageBudget(epochs=1, lr=0.001))
     qat_bits: tuple[int, ...] = ()
+    qat_clips: tuple[float, ...] = (1.0,)   # grid tops (quantiles) to fine-tune through
     subset: int | None = None
     workers: int = 0
     batch_size: int | None = None
@@ -80,6 +83,13 @@ class StagesConfig:
     amp: bool = True
     channels_last: bool = True
     threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if any(not 1 <= b <= 8 for b in self.qat_bits):
+            raise ConfigError(f"qat_bits take 1 to 8 bits, not {list(self.qat_bits)}")
+        if not self.qat_clips or any(not 0.5 <= c <= 1.0 for c in self.qat_clips):
+            raise ConfigError("qat_clips are quantiles in [0.5, 1] (1: the grid tops out at "
+                              f"the maximum), not {list(self.qat_clips)}")
 
 
 @dataclass(frozen=True)
@@ -257,28 +267,40 @@ class Pipeline:
     def qat_stages(self, folder: Path, method: str, start: SplitNet, extra: dict
                    ) -> list[dict]:
         """Quantisation-aware fine-tuning of a finished network, one stage per bit width in
-        ``cfg.qat_bits``: ``<method>-q<bits>-x<V>`` starts from ``start``'s weights, puts a
-        :class:`FakeQuant` between head and bridge (the codec's per-tensor grid) and
-        fine-tunes with the ``qat`` budget. Its records add ``qat_bits``."""
+        ``cfg.qat_bits`` and grid top in ``cfg.qat_clips``: ``<method>-q<bits>-x<V>`` (or
+        ``<method>-q<bits>p<pct>-x<V>`` for a grid clipped at the pct-th percentile) starts
+        from ``start``'s weights, puts a :class:`FakeQuant` between head and bridge (the
+        codec's per-tensor grid) and fine-tunes with the ``qat`` budget. Its records add
+        ``qat_bits``, ``qat_clip`` and ``qat_quant`` (the codec's quantisation string)."""
         records = []
         for bits in self.cfg.qat_bits:
-            def build(bits: int = bits) -> SplitNet:
-                net = copy.deepcopy(start)
-                net.quant = FakeQuant(bits)
-                return net
+            for clip in self.cfg.qat_clips:
+                spec = QuantSpec(DType.UINT, bits, clip=clip)
 
-            name = f"{method}-q{bits}-x{extra['ratio']}"
-            _, rec = self.stage(name, folder / name, build, self.cfg.qat,
-                                {**extra, "qat_bits": bits})
-            records.append(rec)
+                def build(bits: int = bits, clip: float = clip) -> SplitNet:
+                    net = copy.deepcopy(start)
+                    net.quant = FakeQuant(bits, clip)
+                    return net
+
+                tag = f"q{bits}" + (f"p{100 * clip:g}" if clip < 1.0 else "")
+                name = f"{method}-{tag}-x{extra['ratio']}"
+                _, rec = self.stage(name, folder / name, build, self.cfg.qat,
+                                    {**extra, "qat_bits": bits, "qat_clip": clip,
+                                     "qat_quant": str(spec)})
+                records.append(rec)
         return records
+
+    @property
+    def n_qat(self) -> int:
+        """Quantisation-aware stages per finished network."""
+        return len(self.cfg.qat_bits) * len(self.cfg.qat_clips)
 
     def run(self) -> list[dict]:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, self.out / "config.yaml")
         records = []
-        total = len(cfg.points) * (1 + (2 + len(cfg.qat_bits)) * len(cfg.ratios))
+        total = len(cfg.points) * (1 + (2 + self.n_qat) * len(cfg.ratios))
         bar = tqdm(total=total, desc="Algorithm 1", unit="stage", disable=not self.progress)
         for point in cfg.points:
             sp = self.spec.split_point(point)
@@ -331,7 +353,7 @@ class Pipeline:
                 if best is not None and cfg.qat_bits:  # QAT of the FR shape chosen by val
                     records += self.qat_stages(folder, "aecnn", best[1],
                                                {**extra, "fr_shape": best[2]})
-                    bar.update(len(cfg.qat_bits))
+                    bar.update(self.n_qat)
         bar.close()
         return records
 

@@ -121,7 +121,7 @@ class BottleNetPipeline(Pipeline):
         self.out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, self.out / "config.yaml")
         records = []
-        per_ratio = 1 + (cfg.joint.epochs > 0) + len(cfg.qat_bits)
+        per_ratio = 1 + (cfg.joint.epochs > 0) + self.n_qat
         bar = tqdm(total=len(cfg.points) * len(cfg.ratios) * per_ratio, desc="BottleNet++",
                    unit="stage", disable=not self.progress)
         for point in cfg.points:
@@ -139,7 +139,7 @@ class BottleNetPipeline(Pipeline):
                 bar.update()
                 if cfg.joint.epochs == 0:
                     records += self.qat_stages(folder, "bottlenet", module_net, extra)
-                    bar.update(len(cfg.qat_bits))
+                    bar.update(self.n_qat)
                     continue
 
                 def build_joint(sp: SplitPoint = sp, ratio: int = ratio,
@@ -155,7 +155,7 @@ class BottleNetPipeline(Pipeline):
                 bar.update()
                 records += self.qat_stages(folder, "bottlenet", joint_net,
                                            {**extra, "backbone_frozen": False})
-                bar.update(len(cfg.qat_bits))
+                bar.update(self.n_qat)
         bar.close()
         return records
 
