@@ -246,7 +246,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--variant-name", help="served variant that runs whole images (full)")
     p.add_argument("--server", help="HOST:PORT of aecnn serve")
     p.add_argument("--input-size", type=int)
-    p.add_argument("--quant", default="float32", help="float32 | float16 | uintN[c]")
+    p.add_argument("--quant", default="float32",
+                   help="float32 | float16 | uintN[c][@pNN] (c: per channel; @pNN: the "
+                        "grid's top level at the NN-th percentile, larger values saturate)")
     p.add_argument("--coder", default="auto",
                    help="none | zstd | memoryless | per-channel | context | auto")
     p.add_argument("--rate", default="10Mbps", help="uplink rate that --coder auto assumes")
