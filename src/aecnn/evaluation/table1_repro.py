@@ -277,7 +277,11 @@ def plot_rate_accuracy(summary: dict, path: Path) -> Path:
         ax.set_title(f"split at {point}; o f32, s 8b, ^ 4b, v 2b; hollow: clipped grid",
                      fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][-1].legend(fontsize=7)
+    legend: dict = {}  # every method that has points on any panel, once
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(lab, h)
+    axes[0][-1].legend(legend.values(), legend.keys(), fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
