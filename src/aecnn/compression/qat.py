@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from aecnn.errors import AecnnError
+from aecnn.compression.quantize import DType, QuantSpec
 
 
 def _top(flat: torch.Tensor, lo: torch.Tensor, clip: float) -> torch.Tensor:
@@ -38,10 +38,7 @@ def fake_quantize(x: torch.Tensor, bits: int, clip: float = 1.0) -> torch.Tensor
     tensor, as the codec does (grid top at the ``clip`` quantile); the gradient flows straight
     through the values inside the grid. Returns ``(B, C, H, W)``.
     """
-    if not 1 <= bits <= 8:
-        raise AecnnError(f"integer quantisation takes 1 to 8 bits, not {bits}")
-    if not 0.5 <= clip <= 1.0:
-        raise AecnnError(f"the grid's top quantile must lie in [0.5, 1], not {clip}")
+    QuantSpec(DType.UINT, bits, clip=clip)  # the codec's checks of bits and clip
     levels = 2**bits - 1
     flat = x.detach().float().flatten(1)
     lo = flat.amin(dim=1)
@@ -52,9 +49,7 @@ def fake_quantize(x: torch.Tensor, bits: int, clip: float = 1.0) -> torch.Tensor
     scaled = torch.round((x.detach().float() - lo) / step)
     q = torch.clamp(scaled, 0, levels)
     deq = (q * step + lo).to(x.dtype)
-    if clip >= 1.0:
-        return x + (deq - x).detach()
-    inside = (scaled <= levels).to(x.dtype)  # saturated values pass no gradient
+    inside = (scaled <= levels).to(x.dtype)  # saturated values (clipped grids) pass no gradient
     return x * inside + (deq - x * inside).detach()
 
 
@@ -64,10 +59,7 @@ class FakeQuant(nn.Module):
 
     def __init__(self, bits: int, clip: float = 1.0) -> None:
         super().__init__()
-        if not 1 <= bits <= 8:
-            raise AecnnError(f"integer quantisation takes 1 to 8 bits, not {bits}")
-        if not 0.5 <= clip <= 1.0:
-            raise AecnnError(f"the grid's top quantile must lie in [0.5, 1], not {clip}")
+        QuantSpec(DType.UINT, bits, clip=clip)  # the codec's checks of bits and clip
         self.bits, self.clip = bits, clip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
