@@ -219,9 +219,12 @@ def test_auto_skips_the_context_estimate_when_its_coding_time_cannot_pay_off(mon
     assert "context" in estimated
 
 
-@pytest.mark.parametrize("text", ["uint2@p90", "uint4c@p99.5", "uint8", "uint3c"])
-def test_quant_spec_text_round_trips(text):
+@pytest.mark.parametrize(("text", "tag"), [("uint2@p90", "2p90"), ("uint4c@p99.5", "4cp99.5"),
+                                           ("uint8", "8"), ("uint3c", "3c"),
+                                           ("uint1@p75", "1p75"), ("float16", "float16")])
+def test_quant_spec_text_round_trips(text, tag):
     assert str(QuantSpec.parse(text)) == text
+    assert QuantSpec.parse(text).tag == tag  # the name of a QAT stage: aecnn-q2p90-xV
 
 
 def test_clipped_grid_spends_its_levels_below_the_outliers():

@@ -83,3 +83,20 @@ def test_fake_quant_keeps_checkpoints_and_rejects_bad_bits():
     with pytest.raises(AecnnError):
         FakeQuant(2, clip=0.3)
     assert "clip=0.9" in repr(FakeQuant(2, clip=0.9))
+
+
+def test_qat_grids_parse_and_name_their_stages():
+    from aecnn.config import load_config
+    from aecnn.errors import ConfigError
+    from aecnn.training.aecnn import AecnnConfig
+
+    cfg = load_config(AecnnConfig, None, ["qat_grids=[uint2, uint2@p90, uint1@p90]"])
+    assert [str(s) for s in cfg.qat_specs] == ["uint2", "uint2@p90", "uint1@p90"]
+    assert [s.tag for s in cfg.qat_specs] == ["2", "2p90", "1p90"]  # aecnn-q1p90-xV
+    assert [(s.bits, s.clip) for s in cfg.qat_specs] == [(2, 1.0), (2, 0.9), (1, 0.9)]
+    assert load_config(AecnnConfig).qat_specs == ()
+    for bad, message in (("[uint9]", "1 to 8 bits"), ("[uint2@p30]", r"\[0.5, 1\]"),
+                         ("[int2]", "unknown quantisation"), ("[float16]", "per-tensor"),
+                         ("[uint4c]", "per-tensor"), ("[uint2, uint2]", "twice")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(AecnnConfig, None, [f"qat_grids={bad}"])

@@ -44,21 +44,21 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch):
             assert row[key] is not None, key
         assert row["compressed_shape"][0] * row["ratio"] == row["split_shape"][0]
     quants = {p["quant"] for p in table["curve"]}
-    assert quants == {"float32", "uint8", "uint4", "uint2", "uint2@p90"}
-    # quantisation-aware fine-tuning (qat_bits=[2]; AECNN also through the clipped grid):
-    # one stage per network and grid, measured on that grid
-    for run, stage, quant in (("aecnn", "aecnn-q2-x64", "uint2"),
-                              ("aecnn", "aecnn-q2p90-x64", "uint2@p90"),
-                              ("bottlenet", "bottlenet-q2-x64", "uint2")):
+    assert quants == {"float32", "uint8", "uint4", "uint2", "uint2@p90", "uint1@p90"}
+    # quantisation-aware fine-tuning (qat_grids; AECNN through uint2 and uint1@p90,
+    # BottleNet++ through uint2): one stage per network and grid, measured on that grid
+    for run, stage, quant, bits in (("aecnn", "aecnn-q2-x64", "uint2", 2),
+                                    ("aecnn", "aecnn-q1p90-x64", "uint1@p90", 1),
+                                    ("bottlenet", "bottlenet-q2-x64", "uint2", 2)):
         rec = json.loads((runs / "seed0" / run / "stem" / stage / "result.json").read_text())
-        assert rec["qat_bits"] == 2 and rec["ratio"] == 64 and rec["qat_quant"] == quant
+        assert rec["qat_bits"] == bits and rec["ratio"] == 64 and rec["qat_quant"] == quant
     qat = [p for p in table["curve"] if p["method"].endswith("_qat")]
     assert {(p["method"], p["quant"]) for p in qat} == {
-        ("aecnn_qat", "uint2"), ("aecnn_qat", "uint2@p90"), ("bottlenet++_qat", "uint2")}
+        ("aecnn_qat", "uint2"), ("aecnn_qat", "uint1@p90"), ("bottlenet++_qat", "uint2")}
     assert len(qat) == 3 * 2 * 2 * 2  # (method, grid) x seed x point x ratio
     assert len(table["qat"]) == 3 * 2 * 2  # (method, grid) x point x ratio
     for q in table["qat"]:
-        assert q["no_qat"] is not None and q["quant"] in ("uint2", "uint2@p90")
+        assert q["no_qat"] is not None and q["quant"] in ("uint2", "uint1@p90")
         assert f"| {q['quant']} | {q['no_qat']:.2f} | {q['qat']:.2f} |" in md
     assert "## Quantisation-aware fine-tuning" in md
     side = (res / "side_by_side.md").read_text()

@@ -74,11 +74,20 @@ class QuantSpec:
         raise AecnnError(f"unknown quantisation {text!r}: float32, float16, uintN, uintNc, "
                          "or either with @pNN (grid clipped at the NN-th percentile)")
 
-    def __str__(self) -> str:
+    @property
+    def tag(self) -> str:
+        """The spec in a file or stage name: ``"2"`` (``uint2``), ``"2p90"`` (``uint2@p90``),
+        ``"4c"`` (``uint4c``); ``"float32"`` and ``"float16"`` for float dtypes."""
         if self.dtype != DType.UINT:
             return self.dtype.name.lower()
-        pct = f"@p{100 * self.clip:g}" if self.clip < 1.0 else ""
-        return f"uint{self.bits}{'c' if self.per_channel else ''}{pct}"
+        pct = f"p{100 * self.clip:g}" if self.clip < 1.0 else ""
+        return f"{self.bits}{'c' if self.per_channel else ''}{pct}"
+
+    def __str__(self) -> str:
+        if self.dtype != DType.UINT:
+            return self.tag
+        bits, _, pct = self.tag.partition("p")
+        return f"uint{bits}{'@p' + pct if pct else ''}"
 
 
 def quantize(x: np.ndarray, spec: QuantSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

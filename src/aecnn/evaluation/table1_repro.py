@@ -246,7 +246,7 @@ def plot_rate_accuracy(summary: dict, path: Path) -> Path:
     points = sorted({p["point"] for p in curve if p["method"] != "baseline"},
                     key=lambda s: (s != "stem", s))
     fig, axes = plt.subplots(1, len(points), figsize=(6 * len(points), 4.2), squeeze=False)
-    markers = {"float32": "o", "uint8": "s", "uint4": "^", "uint2": "v"}
+    markers = {"float32": "o", "uint8": "s", "uint4": "^", "uint2": "v", "uint1": "<"}
     base = summary["baseline_subset"]["mean"]
     for ax, point in zip(axes[0], points, strict=True):
         for i, (m, label) in enumerate(ALL_NAMES.items()):
@@ -274,7 +274,7 @@ def plot_rate_accuracy(summary: dict, path: Path) -> Path:
         ax.set_xscale("log")
         ax.set_xlabel("bytes per image (entropy coded)")
         ax.set_ylabel("test top-1 (%)")
-        ax.set_title(f"split at {point}; o f32, s 8b, ^ 4b, v 2b; hollow: clipped grid",
+        ax.set_title(f"split at {point}; o f32, s 8b, ^ 4b, v 2b, < 1b; hollow: clipped grid",
                      fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
     legend: dict = {}  # every method that has points on any panel, once

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from aecnn.compression.pruning import pruned_head
+from aecnn.compression.quantize import DType, QuantSpec
 from aecnn.compression.recovery import FeatureRecovery, ZeroFill
 from aecnn.errors import AecnnError, CheckpointError
 from aecnn.models import create_model, get_spec, split_model
@@ -170,6 +171,14 @@ def _record(folder: Path) -> dict:
         raise VariantError(f"{f} is not valid JSON") from None
 
 
+def _qat_spec(rec: dict) -> QuantSpec:
+    """The grid a quantisation-aware stage was fine-tuned through (records before
+    ``qat_quant`` existed give ``qat_bits`` and ``qat_clip``)."""
+    if "qat_quant" in rec:
+        return QuantSpec.parse(rec["qat_quant"])
+    return QuantSpec(DType.UINT, int(rec["qat_bits"]), clip=float(rec.get("qat_clip", 1.0)))
+
+
 def meta_from_stage(folder: str | Path, name: str | None = None) -> tuple[VariantMeta, dict]:
     """Variant metadata and weights of a finished Algorithm 1 or BottleNet++ stage folder
     (``pruned-xV`` -> zerofill, ``aecnn-xV*`` -> fr, ``bottlenet*`` -> bottlenet)."""
@@ -196,9 +205,7 @@ def meta_from_stage(folder: str | Path, name: str | None = None) -> tuple[Varian
     kept = rec.get("kept") if bridge != "bottlenet" else None
     meta = VariantMeta(
         name=name or (f"{ckpt['model_name']}-{sp.name}-{bridge}"
-                      + (f"-q{rec['qat_bits']}" if rec.get("qat_bits") else "")
-                      + (f"p{100 * rec['qat_clip']:g}" if rec.get("qat_clip", 1.0) < 1.0
-                         else "")
+                      + (f"-q{_qat_spec(rec).tag}" if rec.get("qat_bits") else "")
                       + f"-x{rec['ratio']}"),
         model_name=ckpt["model_name"], classes=tuple(ckpt["classes"]), point=sp.name,
         ratio=int(rec["ratio"]), bridge=bridge, kept=tuple(kept) if kept else None,

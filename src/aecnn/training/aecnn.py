@@ -32,7 +32,7 @@ from aecnn.compression.qat import FakeQuant
 from aecnn.compression.quantize import DType, QuantSpec
 from aecnn.compression.recovery import FeatureRecovery, ZeroFill
 from aecnn.config import load_config, save_config, to_dict
-from aecnn.errors import ConfigError
+from aecnn.errors import AecnnError, ConfigError
 from aecnn.models import create_model, get_spec, split_model
 from aecnn.models.spec import ModelSpec, SplitPoint
 from aecnn.records import write_record
@@ -72,8 +72,7 @@ class StagesConfig:
     points: tuple[str, ...] = ("stem", "layer1.0")
     ratios: tuple[int, ...] = (2, 4, 8, 16, 32, 64)
     qat: StageBudget = field(default_factory=lambda: StageBudget(epochs=1, lr=0.001))
-    qat_bits: tuple[int, ...] = ()
-    qat_clips: tuple[float, ...] = (1.0,)   # grid tops (quantiles) to fine-tune through
+    qat_grids: tuple[str, ...] = ()   # per-tensor integer grids to fine-tune through
     subset: int | None = None
     workers: int = 0
     batch_size: int | None = None
@@ -85,11 +84,25 @@ class StagesConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        if any(not 1 <= b <= 8 for b in self.qat_bits):
-            raise ConfigError(f"qat_bits take 1 to 8 bits, not {list(self.qat_bits)}")
-        if not self.qat_clips or any(not 0.5 <= c <= 1.0 for c in self.qat_clips):
-            raise ConfigError("qat_clips are quantiles in [0.5, 1] (1: the grid tops out at "
-                              f"the maximum), not {list(self.qat_clips)}")
+        _ = self.qat_specs  # rejects a bad qat_grids with a ConfigError
+
+    @property
+    def qat_specs(self) -> tuple[QuantSpec, ...]:
+        """``qat_grids`` parsed: per-tensor integer grids such as ``uint2`` or ``uint1@p90``
+        (what :class:`FakeQuant` simulates), in order and without repeats."""
+        specs: list[QuantSpec] = []
+        for text in self.qat_grids:
+            try:
+                spec = QuantSpec.parse(str(text))
+            except AecnnError as exc:
+                raise ConfigError(f"qat_grids: {exc}") from None
+            if spec.dtype != DType.UINT or spec.per_channel:
+                raise ConfigError(f"qat_grids: {text!r} is not a per-tensor integer grid "
+                                  "(uintB or uintB@pNN)")
+            if spec in specs:
+                raise ConfigError(f"qat_grids: {text!r} is listed twice")
+            specs.append(spec)
+        return tuple(specs)
 
 
 @dataclass(frozen=True)
@@ -266,34 +279,31 @@ class Pipeline:
 
     def qat_stages(self, folder: Path, method: str, start: SplitNet, extra: dict
                    ) -> list[dict]:
-        """Quantisation-aware fine-tuning of a finished network, one stage per bit width in
-        ``cfg.qat_bits`` and grid top in ``cfg.qat_clips``: ``<method>-q<bits>-x<V>`` (or
-        ``<method>-q<bits>p<pct>-x<V>`` for a grid clipped at the pct-th percentile) starts
-        from ``start``'s weights, puts a :class:`FakeQuant` between head and bridge (the
-        codec's per-tensor grid) and fine-tunes with the ``qat`` budget. Its records add
-        ``qat_bits``, ``qat_clip`` and ``qat_quant`` (the codec's quantisation string)."""
+        """Quantisation-aware fine-tuning of a finished network, one stage per grid in
+        ``cfg.qat_grids``: ``<method>-q<tag>-x<V>`` (``aecnn-q2-x8`` for ``uint2``,
+        ``aecnn-q1p90-x8`` for ``uint1@p90``) starts from ``start``'s weights, puts a
+        :class:`FakeQuant` between head and bridge (the codec's per-tensor grid) and fine-tunes
+        with the ``qat`` budget. Its records add ``qat_bits``, ``qat_clip`` and ``qat_quant``
+        (the codec's quantisation string)."""
         records = []
-        for bits in self.cfg.qat_bits:
-            for clip in self.cfg.qat_clips:
-                spec = QuantSpec(DType.UINT, bits, clip=clip)
+        for spec in self.cfg.qat_specs:
 
-                def build(bits: int = bits, clip: float = clip) -> SplitNet:
-                    net = copy.deepcopy(start)
-                    net.quant = FakeQuant(bits, clip)
-                    return net
+            def build(spec: QuantSpec = spec) -> SplitNet:
+                net = copy.deepcopy(start)
+                net.quant = FakeQuant(spec.bits, spec.clip)
+                return net
 
-                tag = f"q{bits}" + (f"p{100 * clip:g}" if clip < 1.0 else "")
-                name = f"{method}-{tag}-x{extra['ratio']}"
-                _, rec = self.stage(name, folder / name, build, self.cfg.qat,
-                                    {**extra, "qat_bits": bits, "qat_clip": clip,
-                                     "qat_quant": str(spec)})
-                records.append(rec)
+            name = f"{method}-q{spec.tag}-x{extra['ratio']}"
+            _, rec = self.stage(name, folder / name, build, self.cfg.qat,
+                                {**extra, "qat_bits": spec.bits, "qat_clip": spec.clip,
+                                 "qat_quant": str(spec)})
+            records.append(rec)
         return records
 
     @property
     def n_qat(self) -> int:
         """Quantisation-aware stages per finished network."""
-        return len(self.cfg.qat_bits) * len(self.cfg.qat_clips)
+        return len(self.cfg.qat_grids)
 
     def run(self) -> list[dict]:
         cfg = self.cfg
@@ -350,7 +360,7 @@ class Pipeline:
                     if best is None or rec["val_top1"] > best[0]:
                         best = (rec["val_top1"], net, shape)
                 bar.update()
-                if best is not None and cfg.qat_bits:  # QAT of the FR shape chosen by val
+                if best is not None and cfg.qat_grids:  # QAT of the FR shape chosen by val
                     records += self.qat_stages(folder, "aecnn", best[1],
                                                {**extra, "fr_shape": best[2]})
                     bar.update(self.n_qat)

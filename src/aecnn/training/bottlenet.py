@@ -6,8 +6,8 @@ backbone held fixed (the paper's second phase); then, when ``joint.epochs > 0``,
 ``bottlenet-xV`` fine-tunes everything from there (the third phase). Stages run through
 :meth:`Pipeline.stage`, so their folders, checkpoints, records and resume rules are
 AECNN's; records add ``method: "bottlenet++"``, ``spatial`` and ``split_shape``. With
-``qat_bits``, ``bottlenet-q<bits>-xV`` then fine-tunes the final network through the codec's
-quantisation (:meth:`Pipeline.qat_stages`), as Algorithm 1 does for AECNN.
+``qat_grids``, ``bottlenet-q<tag>-xV`` then fine-tunes the final network through each of those
+codec grids (:meth:`Pipeline.qat_stages`), as Algorithm 1 does for AECNN.
 
 Freezing: :meth:`Pipeline.stage` sets ``requires_grad`` per part (head, bridge, tail), but
 the head here is backbone + encoder. In the module stage the backbone head is a
