@@ -190,8 +190,12 @@ def test_concurrent_devices_are_batched(variant_files, photos):
     for t in threads:
         t.join(30)
     run.stop()
-    assert not errors and len(results) == 6
-    assert len({r.cls for r in results}) == 1
+    assert not errors and len(results) == 6, errors
+    # the same photo gives the same answer whatever batch it rode in; the net is randomly
+    # initialised, so its top two classes may tie to within float noise and the argmax may
+    # differ between batch sizes, but the top probability may not
+    scores = [r.score for r in results]
+    assert max(scores) - min(scores) < 1e-4, [(r.cls, r.score) for r in results]
 
 
 def test_graceful_shutdown_answers_accepted_requests(variant_files, photos):
