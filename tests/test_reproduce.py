@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +92,23 @@ def test_pareto_front_keeps_only_undominated_points():
            (1000.0, 59.0), (400.0, 62.0)]
     assert pareto_front(pts) == [(50.0, 45.0), (200.0, 60.0), (400.0, 62.0)]
     assert pareto_front([]) == []
+
+
+@pytest.mark.parametrize("scale", sorted(p.stem for p in Path("configs/reproduce").glob("*.yaml")))
+def test_every_shipped_scale_resolves(scale):
+    """Each scale's own keys, and the overrides it hands to the baseline, Algorithm 1 and
+    BottleNet++ configs, load (a typo would only show hours into a run otherwise)."""
+    from aecnn.config import load_config
+    from aecnn.evaluation.reproduce import ReproConfig, quant_names
+    from aecnn.training import TrainConfig
+    from aecnn.training.aecnn import AecnnConfig
+    from aecnn.training.bottlenet import BottleNetConfig
+
+    cfg = load_config(ReproConfig, f"configs/reproduce/{scale}.yaml")
+    assert cfg.scale == scale
+    load_config(TrainConfig, cfg.baseline_config, cfg.baseline_overrides)
+    a = load_config(AecnnConfig, cfg.aecnn_config, cfg.aecnn_overrides)
+    b = load_config(BottleNetConfig, cfg.bottlenet_config, cfg.bottlenet_overrides)
+    names = quant_names(cfg)
+    for spec in (*a.qat_specs, *b.qat_specs):  # every QAT grid is also measured without QAT
+        assert str(spec) in names, (scale, str(spec))
