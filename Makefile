@@ -55,7 +55,7 @@ fig5-cpu: deploy-cpu
 	$(VENV)/bin/aecnn fig5 --config configs/runtime/fig5_cpu.yaml
 
 # Table I and Fig. 4 (docs/reproduction.md). The cpu scale runs one split point at a time
-# (~2 h each after the ~80-min baseline); every stage resumes, so rerun after an interruption.
+# (~3 h each after the ~80-min baseline); every stage resumes, so rerun after an interruption.
 reproduce-smoke: venv
 	$(VENV)/bin/aecnn reproduce table1 --scale smoke
 
