@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -54,6 +56,22 @@ def test_coders_round_trip_exactly(name, case):
     coder = CODERS[name]
     out = coder.decode(coder.encode(symbols, levels), symbols.shape, levels)
     assert out.dtype == np.uint8 and np.array_equal(out, symbols)
+
+
+@pytest.mark.parametrize("name", list(CODERS))
+def test_coders_are_safe_to_call_from_many_threads(name):
+    """The server codes and decodes on one thread per connection: a coder that shares state
+    between calls (a module-level zstd compressor did, and crashed CI) corrupts or crashes."""
+    coder = CODERS[name]
+    rng = np.random.default_rng(0)
+    inputs = [rng.integers(0, 1 + i % 4, (16, 24, 24), dtype=np.uint8) for i in range(8)]
+
+    def work(symbols: np.ndarray) -> bool:
+        return all(np.array_equal(coder.decode(coder.encode(symbols, 16), symbols.shape, 16),
+                                  symbols) for _ in range(40))
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(work, inputs))
 
 
 @pytest.mark.parametrize("name", list(CODERS))

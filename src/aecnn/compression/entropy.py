@@ -20,6 +20,7 @@ stay small; ``context`` normalises its histograms to a total of exactly 4096 on 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -236,11 +237,14 @@ def decode_none(data: bytes, shape: tuple[int, int, int], levels: int) -> np.nda
     return np.packbits(full, axis=1).reshape(shape)
 
 
-_ZSTD_C = zstandard.ZstdCompressor(level=3)
+_ZSTD = threading.local()  # a ZstdCompressor may not be shared between threads
 
 
 def encode_zstd(symbols: np.ndarray, levels: int) -> bytes:
-    return _ZSTD_C.compress(symbols.tobytes())
+    compressor = getattr(_ZSTD, "compressor", None)
+    if compressor is None:
+        compressor = _ZSTD.compressor = zstandard.ZstdCompressor(level=3)
+    return compressor.compress(symbols.tobytes())
 
 
 def decode_zstd(data: bytes, shape: tuple[int, int, int], levels: int) -> np.ndarray:
