@@ -6,7 +6,8 @@ PY     := $(VENV)/bin/python
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 
 .PHONY: venv demo test lint clean baseline-cpu codec-bench aecnn-cpu deploy-cpu fig5-cpu \
-        reproduce-smoke reproduce-cpu-stem reproduce-cpu-layer1 reproduce-cpu-longqat
+        reproduce-smoke reproduce-cpu-stem reproduce-cpu-layer1 reproduce-cpu-longqat \
+        reproduce-cpu-longft
 
 venv: $(VENV)/.installed
 
@@ -66,19 +67,30 @@ reproduce-cpu-stem: venv
 reproduce-cpu-layer1: venv
 	$(VENV)/bin/aecnn reproduce table1 --scale cpu --set 'points=[layer1.0]'
 
-# Four epochs of QAT at the stem, V = 16 (configs/reproduce/cpu-longqat.yaml). The stages it
-# shares with the cpu run are hard-linked from there when they exist (same networks, no
-# retraining); otherwise the command trains them.
-LONGQAT_SHARED := aecnn:ca aecnn:importance.json aecnn:pruned-x16 aecnn:aecnn-x16 \
-                  aecnn:aecnn-x16-1x1 bottlenet:bottlenet-module-x16 bottlenet:bottlenet-x16
-reproduce-cpu-longqat: venv
-	@for item in $(LONGQAT_SHARED); do \
+# Variants of the cpu scale at the stem (configs/reproduce/cpu-*.yaml). The stages they share
+# with the cpu run are hard-linked from there when they exist (same networks, no
+# retraining); otherwise the command trains them. $(call link_shared,STAGES,SUFFIX)
+define link_shared
+	@for item in $(1); do \
 	  run=$${item%%:*}; stage=$${item#*:}; \
-	  src=runs/$$run/resnet50_cpu64/stem/$$stage; dst=runs/$$run/resnet50_cpu64_longqat/stem; \
+	  src=runs/$$run/resnet50_cpu64/stem/$$stage; dst=runs/$$run/resnet50_cpu64_$(2)/stem; \
 	  if [ -e $$src ] && [ ! -e $$dst/$$stage ]; then \
 	    mkdir -p $$dst && cp -al $$src $$dst/ && echo "linked $$src"; fi; \
 	done
+endef
+
+# Four epochs of QAT at V = 16 on the cpu run's networks.
+LONGQAT_SHARED := aecnn:ca aecnn:importance.json aecnn:pruned-x16 aecnn:aecnn-x16 \
+                  aecnn:aecnn-x16-1x1 bottlenet:bottlenet-module-x16 bottlenet:bottlenet-x16
+reproduce-cpu-longqat: venv
+	$(call link_shared,$(LONGQAT_SHARED),longqat)
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longqat.yaml
+
+# Ten epochs per method at V = 16 (pruned 5, FR 2, QAT 3; BottleNet++ module 5, joint 2,
+# QAT 3): only the CA stage and its channel ranking are shared.
+reproduce-cpu-longft: venv
+	$(call link_shared,aecnn:ca aecnn:importance.json,longft)
+	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft.yaml
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
