@@ -112,3 +112,30 @@ def test_every_shipped_scale_resolves(scale):
     names = quant_names(cfg)
     for spec in (*a.qat_specs, *b.qat_specs):  # every QAT grid is also measured without QAT
         assert str(spec) in names, (scale, str(spec))
+
+
+def test_render_only_redraws_a_recorded_table_without_its_networks(tmp_path, capsys):
+    """A committed table is redrawn from its JSON alone (no runs/ folder): the Markdown comes
+    out byte for byte as committed and the figure is written; bad records are one-line
+    errors."""
+    shipped = Path("results/reproduction/cpu-longqat")
+    res = tmp_path / "cpu-longqat"
+    res.mkdir()
+    (res / "table1.json").write_bytes((shipped / "table1.json").read_bytes())
+    argv = ["reproduce", "table1", "--config", "configs/reproduce/cpu-longqat.yaml",
+            "--render-only", "--set", f"results={res}"]
+    assert main(argv) == 0
+    for name in ("table1.md", "side_by_side.md"):
+        assert (res / name).read_text() == (shipped / name).read_text(), name
+    assert (res / "rate_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    capsys.readouterr()
+
+    (res / "table1.json").write_text("{not json")
+    assert main(argv) == 2
+    assert "cannot read" in capsys.readouterr().err
+    (res / "table1.json").write_text(json.dumps({"kind": "something-else"}))
+    assert main(argv) == 2
+    assert "not a reproduce-table1 record" in capsys.readouterr().err
+    (res / "table1.json").unlink()
+    assert main(argv) == 2
+    assert "run the table once" in capsys.readouterr().err

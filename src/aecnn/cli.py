@@ -215,6 +215,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
         raise ConfigError(f"no reproduction config {config} (scales: smoke, cpu, paper)")
     cfg = load_config(ReproConfig, config, args.overrides)
+    if args.what == "table1" and args.render_only:
+        from aecnn.evaluation.reproduce import render_only
+
+        render_only(Path(cfg.results))
+        print(f"redrew {cfg.results}/table1.md, rate_accuracy.png and side_by_side.md "
+              f"from {cfg.results}/table1.json")
+        return 0
     if args.what == "table1":
         from aecnn.evaluation.reproduce import reproduce_table1
         from aecnn.evaluation.table1_repro import render_reproduction
@@ -329,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="instead of configs/reproduce/<scale>.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--point", default="stem", help="fig4: split point")
+    p.add_argument("--render-only", action="store_true",
+                   help="table1: redraw the table and figures from the scale's table1.json "
+                        "without training or measuring")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_reproduce)
 

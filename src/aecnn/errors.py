@@ -34,3 +34,7 @@ class CheckpointError(AecnnError):
 
 class ConfigError(AecnnError):
     """A configuration file or override is malformed."""
+
+
+class RecordError(AecnnError):
+    """A results record (a JSON file under ``results/``) is missing or malformed."""

@@ -27,6 +27,7 @@ from aecnn.compression.codec import FeatureCodec, decode_packet
 from aecnn.compression.quantize import QuantSpec, dequantize, quantize
 from aecnn.compression.wire import Packet
 from aecnn.config import load_config
+from aecnn.errors import RecordError
 from aecnn.records import write_record
 
 METHODS = ("bottlenet++", "ca_pruned", "aecnn")
@@ -286,11 +287,7 @@ def measure_all(cfg: ReproConfig, seed: int, runs: dict[str, Path], progress: bo
 
 def reproduce_table1(cfg: ReproConfig, progress: bool = True) -> dict:
     """Train or reuse, measure, and write ``table1.md``/``table1.json`` and the figure."""
-    from aecnn.evaluation.table1_repro import (
-        plot_rate_accuracy,
-        render_reproduction,
-        summarize,
-    )
+    from aecnn.evaluation.table1_repro import summarize
 
     all_recs, baselines = [], []
     for seed in cfg.seeds:
@@ -303,13 +300,41 @@ def reproduce_table1(cfg: ReproConfig, progress: bool = True) -> dict:
     summary = write_record(results / "table1.json", {"kind": "reproduce-table1",
                                                      "config": dataclasses.asdict(cfg),
                                                      **summary})
+    render_outputs(summary, results)
+    return summary
+
+
+def render_outputs(summary: dict, results: Path) -> None:
+    """``table1.md``, ``rate_accuracy.png`` and (when the paper's table is at hand)
+    ``side_by_side.md`` in ``results``, all drawn from ``summary`` alone."""
+    from aecnn.evaluation.table1_repro import (
+        plot_rate_accuracy,
+        render_reproduction,
+        render_side_by_side,
+    )
+
     (results / "table1.md").write_text(render_reproduction(summary))
     plot_rate_accuracy(summary, results / "rate_accuracy.png")
-    if Path(cfg.paper_table).is_file():
-        from aecnn.evaluation.table1_repro import render_side_by_side
-
-        paper = json.loads(Path(cfg.paper_table).read_text())
+    paper_table = Path(summary["config"]["paper_table"])
+    if paper_table.is_file():
+        paper = json.loads(paper_table.read_text())
         (results / "side_by_side.md").write_text(
-            f"# Table I: the paper next to this run ({cfg.scale})\n\n{paper['source']}.\n\n"
-            + render_side_by_side(summary, paper))
+            f"# Table I: the paper next to this run ({summary['scale']})\n\n"
+            f"{paper['source']}.\n\n" + render_side_by_side(summary, paper))
+
+
+def render_only(results: Path) -> dict:
+    """Redraw the table, the figure and the side-by-side from ``results/table1.json``
+    without training or measuring (the networks need not exist any more); the JSON record,
+    with the command and machine that made it, is left as it is."""
+    f = Path(results) / "table1.json"
+    try:
+        summary = json.loads(f.read_text())
+    except FileNotFoundError:
+        raise RecordError(f"no {f}: run the table once before redrawing it") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RecordError(f"cannot read {f}: {exc}") from None
+    if not isinstance(summary, dict) or summary.get("kind") != "reproduce-table1":
+        raise RecordError(f"{f} is not a reproduce-table1 record")
+    render_outputs(summary, Path(results))
     return summary

@@ -233,50 +233,80 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
+def _shade_targets(ax, curve: list[dict], point: str, base: float) -> None:
+    """Shade the paper's two targets: at most 1/256 of the float32 split tensor's bytes
+    within 4.5 points of the baseline, and at most 1/1000 within 3 points; a point of the
+    curve inside a box meets that target."""
+    full = next((p["full_elements"] for p in curve
+                 if p["point"] == point and p.get("full_elements")), None)
+    if full is None:
+        return
+    (x0, x1), top = ax.get_xlim(), ax.get_ylim()[1]
+    for ratio, drop, alpha in ((256, 4.5, 0.08), (1000, 3.0, 0.16)):
+        ax.fill_between([x0, 4 * full / ratio], base - drop, top, color="tab:green",
+                        alpha=alpha, linewidth=0,
+                        label=f"target: >= {ratio}x within {drop:g} points")
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(top=top)
+
+
+_MARKERS = {"float32": "o", "uint8": "s", "uint4": "^", "uint2": "v", "uint1": "<"}
+
+
+def _draw_panel(ax, summary: dict, point: str) -> None:
+    """Every method's points at one split point, its Pareto front, its best point within 3
+    points (circled), the baseline lines and the shaded targets."""
+    curve, base = summary["curve"], summary["baseline_subset"]["mean"]
+    for i, (m, label) in enumerate(ALL_NAMES.items()):
+        pts = [p for p in curve if p["method"] == m and p["point"] == point]
+        labelled = False
+        for q in sorted({p["quant"] for p in pts}):
+            sel = sorted((p["bytes_per_image"], p["accuracy"]) for p in pts if p["quant"] == q)
+            x, y = zip(*sel, strict=True)
+            clipped = "@" in q  # a clipped grid: the same marker, hollow
+            ax.scatter(x, y, marker=_MARKERS.get(q.split("@")[0].rstrip("c"), "D"), s=18,
+                       color="none" if clipped else f"C{i}", edgecolors=f"C{i}",
+                       label=None if labelled else label)
+            labelled = True
+        front = pareto_front([(p["bytes_per_image"], p["accuracy"]) for p in pts])
+        if len(front) > 1:
+            fx, fy = zip(*front, strict=True)
+            ax.step(fx, fy, where="post", color=f"C{i}", linewidth=1, alpha=0.7)
+        best = summary["headline"].get(f"{m}@{point}", {}).get("within_3")
+        if best:
+            ax.scatter([best["bytes_per_image"]], [best["accuracy"]], s=160,
+                       facecolors="none", edgecolors=f"C{i}", linewidths=2)
+    ax.axhline(base, color="k", linestyle=":", label="baseline")
+    ax.axhline(base - 3, color="grey", linestyle=":", label="baseline - 3")
+    ax.set_xscale("log")
+    _shade_targets(ax, curve, point, base)
+    ax.set_xlabel("bytes per image (entropy coded)")
+    ax.set_ylabel("test top-1 (%)")
+    ax.grid(True, which="both", alpha=0.3)
+
+
 def plot_rate_accuracy(summary: dict, path: Path) -> Path:
-    """Accuracy vs bytes per image (log), one panel per split point, one colour per method,
-    each method's Pareto front drawn as a step line; the highest compression within 3
-    points of the baseline is circled."""
+    """Accuracy vs bytes per image (log), one column per split point, one colour per
+    method, each method's Pareto front drawn as a step line; the highest compression within
+    3 points of the baseline is circled, and the paper's two targets are shaded. The lower
+    row zooms into the 10 points below the baseline, where the targets are decided."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curve = summary["curve"]
-    points = sorted({p["point"] for p in curve if p["method"] != "baseline"},
+    points = sorted({p["point"] for p in summary["curve"] if p["method"] != "baseline"},
                     key=lambda s: (s != "stem", s))
-    fig, axes = plt.subplots(1, len(points), figsize=(6 * len(points), 4.2), squeeze=False)
-    markers = {"float32": "o", "uint8": "s", "uint4": "^", "uint2": "v", "uint1": "<"}
     base = summary["baseline_subset"]["mean"]
-    for ax, point in zip(axes[0], points, strict=True):
-        for i, (m, label) in enumerate(ALL_NAMES.items()):
-            pts = [p for p in curve if p["method"] == m and p["point"] == point]
-            labelled = False
-            for q in sorted({p["quant"] for p in pts}):
-                sel = sorted((p["bytes_per_image"], p["accuracy"]) for p in pts
-                             if p["quant"] == q)
-                x, y = zip(*sel, strict=True)
-                clipped = "@" in q  # a clipped grid: the same marker, hollow
-                ax.scatter(x, y, marker=markers.get(q.split("@")[0].rstrip("c"), "D"), s=18,
-                           color="none" if clipped else f"C{i}", edgecolors=f"C{i}",
-                           label=None if labelled else label)
-                labelled = True
-            front = pareto_front([(p["bytes_per_image"], p["accuracy"]) for p in pts])
-            if len(front) > 1:
-                fx, fy = zip(*front, strict=True)
-                ax.step(fx, fy, where="post", color=f"C{i}", linewidth=1, alpha=0.7)
-            best = summary["headline"].get(f"{m}@{point}", {}).get("within_3")
-            if best:
-                ax.scatter([best["bytes_per_image"]], [best["accuracy"]], s=160,
-                           facecolors="none", edgecolors=f"C{i}", linewidths=2)
-        ax.axhline(base, color="k", linestyle=":", label="baseline")
-        ax.axhline(base - 3, color="grey", linestyle=":", label="baseline - 3")
-        ax.set_xscale("log")
-        ax.set_xlabel("bytes per image (entropy coded)")
-        ax.set_ylabel("test top-1 (%)")
-        ax.set_title(f"split at {point}; o f32, s 8b, ^ 4b, v 2b, < 1b; hollow: clipped grid",
-                     fontsize=9)
-        ax.grid(True, which="both", alpha=0.3)
+    fig, axes = plt.subplots(2, len(points), figsize=(6 * len(points), 8), squeeze=False,
+                             height_ratios=(1, 1))
+    for col, point in enumerate(points):
+        for row in (0, 1):
+            _draw_panel(axes[row][col], summary, point)
+        axes[0][col].set_title(f"split at {point}; o f32, s 8b, ^ 4b, v 2b, < 1b; "
+                               "hollow: clipped grid", fontsize=9)
+        axes[1][col].set_ylim(base - 10, base + 1.5)
+        axes[1][col].set_title(f"{point}: the 10 points below the baseline", fontsize=9)
     legend: dict = {}  # every method that has points on any panel, once
     for ax in axes[0]:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
@@ -284,7 +314,7 @@ def plot_rate_accuracy(summary: dict, path: Path) -> Path:
     axes[0][-1].legend(legend.values(), legend.keys(), fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
 
