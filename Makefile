@@ -7,7 +7,7 @@ TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 
 .PHONY: venv demo test lint clean baseline-cpu codec-bench aecnn-cpu deploy-cpu fig5-cpu \
         reproduce-smoke reproduce-cpu-stem reproduce-cpu-layer1 reproduce-cpu-longqat \
-        reproduce-cpu-longft
+        reproduce-cpu-longft reproduce-cpu-longft-frlr
 
 venv: $(VENV)/.installed
 
@@ -68,12 +68,13 @@ reproduce-cpu-layer1: venv
 	$(VENV)/bin/aecnn reproduce table1 --scale cpu --set 'points=[layer1.0]'
 
 # Variants of the cpu scale at the stem (configs/reproduce/cpu-*.yaml). The stages they share
-# with the cpu run are hard-linked from there when they exist (same networks, no
-# retraining); otherwise the command trains them. $(call link_shared,STAGES,SUFFIX)
+# with an earlier run are hard-linked from there when they exist (same networks, no
+# retraining); otherwise the command trains them. $(call link_shared,STAGES,FROM,TO) with
+# STAGES as run:stage items and FROM, TO the runs' folder names under runs/<run>/.
 define link_shared
 	@for item in $(1); do \
 	  run=$${item%%:*}; stage=$${item#*:}; \
-	  src=runs/$$run/resnet50_cpu64/stem/$$stage; dst=runs/$$run/resnet50_cpu64_$(2)/stem; \
+	  src=runs/$$run/$(2)/stem/$$stage; dst=runs/$$run/$(3)/stem; \
 	  if [ -e $$src ] && [ ! -e $$dst/$$stage ]; then \
 	    mkdir -p $$dst && cp -al $$src $$dst/ && echo "linked $$src"; fi; \
 	done
@@ -83,14 +84,22 @@ endef
 LONGQAT_SHARED := aecnn:ca aecnn:importance.json aecnn:pruned-x16 aecnn:aecnn-x16 \
                   aecnn:aecnn-x16-1x1 bottlenet:bottlenet-module-x16 bottlenet:bottlenet-x16
 reproduce-cpu-longqat: venv
-	$(call link_shared,$(LONGQAT_SHARED),longqat)
+	$(call link_shared,$(LONGQAT_SHARED),resnet50_cpu64,resnet50_cpu64_longqat)
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longqat.yaml
 
 # Ten epochs per method at V = 16 (pruned 5, FR 2, QAT 3; BottleNet++ module 5, joint 2,
-# QAT 3): only the CA stage and its channel ranking are shared.
+# QAT 3): only the CA stage and its channel ranking are shared with the cpu run.
 reproduce-cpu-longft: venv
-	$(call link_shared,aecnn:ca aecnn:importance.json,longft)
+	$(call link_shared,aecnn:ca aecnn:importance.json,resnet50_cpu64,resnet50_cpu64_longft)
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft.yaml
+
+# cpu-longft with FR at lr 1e-3: every stage before FR and all of BottleNet++ come from it.
+LONGFT_FRLR_SHARED := aecnn:ca aecnn:importance.json aecnn:pruned-x16 \
+                      bottlenet:bottlenet-module-x16 bottlenet:bottlenet-x16 \
+                      bottlenet:bottlenet-q2-x16
+reproduce-cpu-longft-frlr: venv
+	$(call link_shared,$(LONGFT_FRLR_SHARED),resnet50_cpu64_longft,resnet50_cpu64_longft_frlr)
+	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frlr.yaml
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

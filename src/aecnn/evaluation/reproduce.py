@@ -327,7 +327,7 @@ def render_only(results: Path) -> dict:
     """Redraw the table, the figure and the side-by-side from ``results/table1.json``
     without training or measuring (the networks need not exist any more); the JSON record,
     with the command and machine that made it, is left as it is."""
-    f = Path(results) / "table1.json"
+    f = results / "table1.json"
     try:
         summary = json.loads(f.read_text())
     except FileNotFoundError:
@@ -336,5 +336,5 @@ def render_only(results: Path) -> dict:
         raise RecordError(f"cannot read {f}: {exc}") from None
     if not isinstance(summary, dict) or summary.get("kind") != "reproduce-table1":
         raise RecordError(f"{f} is not a reproduce-table1 record")
-    render_outputs(summary, Path(results))
+    render_outputs(summary, results)
     return summary

@@ -298,8 +298,7 @@ def plot_rate_accuracy(summary: dict, path: Path) -> Path:
     points = sorted({p["point"] for p in summary["curve"] if p["method"] != "baseline"},
                     key=lambda s: (s != "stem", s))
     base = summary["baseline_subset"]["mean"]
-    fig, axes = plt.subplots(2, len(points), figsize=(6 * len(points), 8), squeeze=False,
-                             height_ratios=(1, 1))
+    fig, axes = plt.subplots(2, len(points), figsize=(6 * len(points), 8), squeeze=False)
     for col, point in enumerate(points):
         for row in (0, 1):
             _draw_panel(axes[row][col], summary, point)
