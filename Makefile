@@ -7,7 +7,8 @@ TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 
 .PHONY: venv demo test lint clean baseline-cpu codec-bench aecnn-cpu deploy-cpu fig5-cpu \
         reproduce-smoke reproduce-cpu-stem reproduce-cpu-layer1 reproduce-cpu-longqat \
-        reproduce-cpu-longft reproduce-cpu-longft-frlr
+        reproduce-cpu-longft reproduce-cpu-longft-frlr \
+        reproduce-cpu-longft-frquiet
 
 venv: $(VENV)/.installed
 
@@ -100,6 +101,11 @@ LONGFT_FRLR_SHARED := aecnn:ca aecnn:importance.json aecnn:pruned-x16 \
 reproduce-cpu-longft-frlr: venv
 	$(call link_shared,$(LONGFT_FRLR_SHARED),resnet50_cpu64_longft,resnet50_cpu64_longft_frlr)
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frlr.yaml
+
+# cpu-longft with FR's last layer initialised near zero: the same stages shared as for frlr.
+reproduce-cpu-longft-frquiet: venv
+	$(call link_shared,$(LONGFT_FRLR_SHARED),resnet50_cpu64_longft,resnet50_cpu64_longft_frquiet)
+	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet.yaml
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

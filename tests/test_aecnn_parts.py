@@ -9,7 +9,7 @@ import torch
 
 from aecnn.compression.attention import ChannelAttention, channel_importance, keep_indices
 from aecnn.compression.pruning import pruned_head
-from aecnn.compression.recovery import FeatureRecovery, ZeroFill
+from aecnn.compression.recovery import QUIET_SCALE, FeatureRecovery, ZeroFill
 from aecnn.models import create_model, get_spec, split_model
 
 
@@ -99,3 +99,24 @@ def test_feature_recovery_keeps_received_channels_in_place(shape):
     assert torch.equal(out[:, missing], fr.net(x))
     zf = ZeroFill(keep, 8)(x)
     assert torch.equal(zf[:, keep], x) and zf[:, missing].abs().sum() == 0
+
+
+@pytest.mark.parametrize("shape", ["1x1", "3x3"])
+def test_quiet_feature_recovery_starts_near_zero_fill_and_still_learns(shape):
+    keep, missing = [1, 4, 6], [0, 2, 3, 5, 7]
+    x = torch.randn(4, 3, 6, 6)
+    torch.manual_seed(0)
+    loud = FeatureRecovery(keep, 8, shape)
+    torch.manual_seed(0)
+    quiet = FeatureRecovery(keep, 8, shape, init="quiet")
+    loud.eval(), quiet.eval()
+    ref = loud(x)[:, missing]
+    out = quiet(x)
+    assert torch.equal(out[:, keep], x)
+    # same draw, last layer scaled: the recovered channels are ~1/100 of the default ones
+    assert 0 < out[:, missing].abs().max() <= QUIET_SCALE * ref.abs().max() * 1.001 + 1e-6
+    out[:, missing].sum().backward()  # about half of the outputs pass the final ReLU
+    grad = quiet.net[-2].weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="unknown FR init"):
+        FeatureRecovery(keep, 8, shape, init="loud")  # type: ignore[arg-type]

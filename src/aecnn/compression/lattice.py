@@ -72,6 +72,22 @@ def _ctx(buf, p, o1, o2, o3, o4, table, levels):
     return table[(a + b + c + d - lo - hi) * levels + hi - lo]
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _phase(phase, step, pw):
+    """Geometry of one phase of a level with grid step ``step`` in a padded array of row
+    length ``pw``: first row ``r0`` and column ``c0`` (in level-grid units), the stride
+    between visited positions (in level-grid units), and the flat offsets ``o1 .. o4`` of
+    the four context neighbours (phase 1: the diagonal ones; phases 2 and 3: the ones above,
+    below, left and right; phase 0, the coarse level, uses none)."""
+    r0 = 1 if phase == 1 or phase == 3 else 0
+    c0 = 1 if phase == 1 or phase == 2 else 0
+    stride = 1 if phase == 0 else 2
+    v, u = step * pw, step  # one level-grid row, one level-grid column
+    if phase == 1:
+        return r0, c0, stride, -v - u, -v + u, v - u, v + u
+    return r0, c0, stride, -v, v, -u, u
+
+
 @numba.njit(cache=True, nogil=True)
 def _walk(buf, c, h, w, pad, depth, table, levels, coarse_model, keys, counts):
     """Every position in decoding order as ``keys[n] = model * levels + symbol`` (model
@@ -86,14 +102,7 @@ def _walk(buf, c, h, w, pad, depth, table, levels, coarse_model, keys, counts):
         first = 0 if level == depth else 1
         last = 0 if level == depth else 3
         for phase in range(first, last + 1):
-            r0 = 1 if phase == 1 or phase == 3 else 0
-            c0 = 1 if phase == 1 or phase == 2 else 0
-            stride = 1 if phase == 0 else 2
-            v, u = step * pw, step  # one level-grid row, one level-grid column
-            if phase == 1:
-                o1, o2, o3, o4 = -v - u, -v + u, v - u, v + u
-            else:
-                o1, o2, o3, o4 = -v, v, -u, u
+            r0, c0, stride, o1, o2, o3, o4 = _phase(phase, step, pw)
             for ch in range(c):
                 for i in range(r0 * step, h, stride * step):
                     row = ch * plane + (i + pad) * pw + pad
@@ -223,14 +232,7 @@ def _decode(data, buf, c, h, w, pad, depth, table, levels, freq, cum, coded, con
         first = 0 if level == depth else 1
         last = 0 if level == depth else 3
         for phase in range(first, last + 1):
-            r0 = 1 if phase == 1 or phase == 3 else 0
-            c0 = 1 if phase == 1 or phase == 2 else 0
-            stride = 1 if phase == 0 else 2
-            v, u = step * pw, step
-            if phase == 1:
-                o1, o2, o3, o4 = -v - u, -v + u, v - u, v + u
-            else:
-                o1, o2, o3, o4 = -v, v, -u, u
+            r0, c0, stride, o1, o2, o3, o4 = _phase(phase, step, pw)
             for ch in range(c):
                 for i in range(r0 * step, h, stride * step):
                     row = ch * plane + (i + pad) * pw + pad

@@ -3,8 +3,15 @@ feature-recovery (FR) module (eq. 9)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
+
+QUIET_SCALE = 1e-2
+"""Factor on the last FR convolution's initial weights under ``init="quiet"``: small enough
+that the recovered channels start near zero, large enough that about half of them pass the
+final ReLU and carry a gradient."""
 
 
 class ZeroFill(nn.Module):
@@ -29,10 +36,17 @@ class FeatureRecovery(nn.Module):
     (``hidden`` channels in between). A final ReLU keeps post-ReLU statistics where the split
     tensor is non-negative. Output ``(B, C, H, W)`` holds the received channels unchanged at
     their indices and the recovered ones elsewhere.
+
+    ``init="quiet"`` scales the last convolution's initial weights and bias by
+    :data:`QUIET_SCALE`, so that the recovered channels start near zero and the network
+    starts near the CA_Pruned network it is built on (which sees zeros there); ``"default"``
+    keeps PyTorch's initialisation, whose random recovered channels the tail must first
+    learn to ignore.
     """
 
     def __init__(self, indices: list[int], channels: int, shape: str = "3x3",
-                 hidden: int | None = None, relu: bool = True) -> None:
+                 hidden: int | None = None, relu: bool = True,
+                 init: Literal["default", "quiet"] = "default") -> None:
         super().__init__()
         k = len(indices)
         if not 0 < k < channels:
@@ -51,6 +65,15 @@ class FeatureRecovery(nn.Module):
                       nn.ReLU(inplace=True), nn.Conv2d(mid, out, 1)]
         else:
             raise ValueError(f"unknown FR shape {shape!r}: 1x1 or 3x3")
+        if init == "quiet":
+            last = layers[-1]
+            assert isinstance(last, nn.Conv2d)
+            with torch.no_grad():
+                last.weight.mul_(QUIET_SCALE)
+                if last.bias is not None:
+                    last.bias.mul_(QUIET_SCALE)
+        elif init != "default":
+            raise ValueError(f"unknown FR init {init!r}: default or quiet")
         if relu:
             layers.append(nn.ReLU())
         self.net = nn.Sequential(*layers)

@@ -114,6 +114,7 @@ class AecnnConfig(StagesConfig):
     prune: StageBudget = field(default_factory=StageBudget)
     fr: StageBudget = field(default_factory=StageBudget)
     fr_shapes: tuple[Literal["1x1", "3x3"], ...] = ("3x3",)
+    fr_init: Literal["default", "quiet"] = "default"
     importance: Literal["ca", "random", "l1", "activation"] = "ca"
     importance_images: int | None = None
 
@@ -349,13 +350,15 @@ class Pipeline:
                     def build_fr(sp: SplitPoint = sp, keep: list[int] = keep,
                                  pruned: SplitNet = pruned, shape: str = shape) -> SplitNet:
                         # copies: each FR shape starts from the same CA_Pruned weights
-                        fr = FeatureRecovery(keep, sp.channels, shape).to(self.opts.device)
+                        fr = FeatureRecovery(keep, sp.channels, shape,
+                                             init=cfg.fr_init).to(self.opts.device)
                         return SplitNet(copy.deepcopy(pruned.head), fr,
                                         copy.deepcopy(pruned.tail))
 
                     name = f"aecnn-x{ratio}" + (f"-{shape}" if i else "")
                     net, rec = self.stage(name, folder / name, build_fr, cfg.fr,
-                                          {**extra, "fr_shape": shape})
+                                          {**extra, "fr_shape": shape,
+                                           "fr_init": cfg.fr_init})
                     records.append(rec)
                     if best is None or rec["val_top1"] > best[0]:
                         best = (rec["val_top1"], net, shape)
