@@ -60,7 +60,7 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch):
     assert len(table["qat"]) == 3 * 2 * 2  # (method, grid) x point x ratio
     for q in table["qat"]:
         assert q["no_qat"] is not None and q["quant"] in ("uint2", "uint1@p90")
-        assert f"| {q['quant']} | {q['no_qat']:.2f} | {q['qat']:.2f} |" in md
+        assert f"| {q['quant']} | {q['no_qat']:.2f} | {q['qat']:.2f} ± " in md
     assert "## Quantisation-aware fine-tuning" in md
     side = (res / "side_by_side.md").read_text()
     assert "| stem | 64 | 88.54 (-7.30) |" in side  # the paper quoted, ours beside it
@@ -139,3 +139,92 @@ def test_render_only_redraws_a_recorded_table_without_its_networks(tmp_path, cap
     (res / "table1.json").unlink()
     assert main(argv) == 2
     assert "run the table once" in capsys.readouterr().err
+
+
+def test_measured_subset_spreads_over_every_class():
+    """The quantised accuracy is measured on test images spread over the whole class-sorted
+    split; the old ``prefix`` rule (kept for the records measured with it) misses classes."""
+    from aecnn.data.splits import Manifest
+    from aecnn.evaluation.reproduce import subset_indices
+
+    test = Manifest.load("configs/splits/caltech101_seed0.json").test
+    labels = [label for _, label in test]
+    spread = subset_indices(len(test), 600)
+    assert len(spread) == len(set(spread)) == 600
+    assert spread[0] == 0 and spread[-1] == len(test) - 1
+    assert {labels[i] for i in spread} == set(labels)  # all 101 classes
+    prefix = subset_indices(len(test), 600, "prefix")
+    assert prefix == list(range(0, 1200, 2))  # what the committed cpu records used
+    assert len({labels[i] for i in prefix}) < 101
+    assert subset_indices(10, 0) == subset_indices(10, 50) == list(range(10))
+
+
+def test_a_record_made_on_other_images_is_measured_again(tmp_path):
+    from aecnn.evaluation.reproduce import _measured
+
+    calls = []
+
+    def measure(quants, label="spread", n=600):
+        calls.append(list(quants))
+        return {"n_quant_images": n, "quant_subset": label,
+                "accuracy": dict.fromkeys(quants, 50.0), "codec": dict.fromkeys(quants, {})}
+
+    f = tmp_path / "rec.json"
+    _measured(f, ["float32", "uint2"], measure, ("spread", 600), 1736)
+    _measured(f, ["float32", "uint2", "uint4"], measure, ("spread", 600), 1736)
+    assert calls == [["float32", "uint2"], ["uint4"]]  # only the missing grid is added
+    _measured(f, ["float32", "uint2"], measure, ("spread", 300), 1736)  # another count: all again
+    assert calls[-1] == ["float32", "uint2"]
+    # a record without quant_subset was measured with the prefix rule (or on all images)
+    f.write_text(json.dumps({"n_quant_images": 600, "accuracy": {"float32": 1.0}, "codec": {}}))
+    _measured(f, ["float32"], measure, ("prefix", 600), 1736)
+    assert len(calls) == 3  # reused
+    _measured(f, ["float32"], measure, ("spread", 600), 1736)
+    assert len(calls) == 4 and json.loads(f.read_text())["quant_subset"] == "spread"
+
+
+def test_a_table_is_rebuilt_from_records_when_the_networks_are_gone(tmp_path, capsys):
+    """``train=false`` and no runs: each seed is tabulated from its measurement records
+    alone, and the numbers are those of the committed table."""
+    shipped = Path("results/reproduction/cpu-longft-frquiet")
+    measure = tmp_path / "measure"
+    (measure / "seed0").mkdir(parents=True)
+    for f in (shipped / "measure" / "seed0").glob("*.json"):
+        (measure / "seed0" / f.name).write_bytes(f.read_bytes())
+    sets = ["train=false", "seeds=[0]", f"measure_out={measure}", f"results={tmp_path}",
+            f"baseline_out={tmp_path}/gone{{suffix}}"]
+    argv = ["reproduce", "table1", "--config", "configs/reproduce/cpu-longft-frquiet.yaml",
+            "--no-progress", *sum((["--set", s] for s in sets), [])]
+    assert main(argv) == 0
+    new = json.loads((tmp_path / "table1.json").read_text())
+    assert new["baseline"]["mean"] == pytest.approx(62.903225806451616)
+    (row,) = new["rows"]
+    for m, acc in (("aecnn", 59.33), ("ca_pruned", 60.14), ("bottlenet++", 59.50)):
+        assert round(row[m]["mean"], 2) == acc
+    aecnn_qat = next(q for q in new["qat"] if q["method"] == "aecnn")
+    assert round(aecnn_qat["qat"], 2) == 62.50  # the 600 measured images
+    assert round(aecnn_qat["qat_all"]["mean"], 2) == 57.60  # all 1,736, through its grid
+    all_ = new["headline_all"]["aecnn_qat@stem"]
+    assert not all_["paper_headline_met"] and all_["within_4.5"] is None  # 5.3 points down
+    assert new["headline"]["aecnn_qat@stem"]["paper_headline_met"]  # on the 600 it is met
+    md = (tmp_path / "table1.md").read_text()
+    assert "| 57.60 (-5.30) |" in md and "The same targets on all test images" in md
+    capsys.readouterr()
+    # a seed with neither runs nor records is a one-line error
+    assert main([*argv, "--set", "seeds=[0, 1]"]) == 2
+    assert "seed 1 has neither a baseline run" in capsys.readouterr().err
+    # records measured on other images do not go into one table
+    rec = json.loads((measure / "seed0" / "aecnn-stem-x16.json").read_text())
+    (measure / "seed0" / "aecnn-stem-x16.json").write_text(
+        json.dumps({**rec, "quant_subset": "spread"}))
+    assert main(argv) == 2
+    assert "measured on different test images" in capsys.readouterr().err
+
+
+def test_quant_subset_must_be_a_known_rule():
+    from aecnn.config import load_config
+    from aecnn.errors import ConfigError
+    from aecnn.evaluation.reproduce import ReproConfig
+
+    with pytest.raises(ConfigError, match="quant_subset"):
+        load_config(ReproConfig, "configs/reproduce/smoke.yaml", ["quant_subset=random"])

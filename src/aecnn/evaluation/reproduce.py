@@ -34,6 +34,31 @@ METHODS = ("bottlenet++", "ca_pruned", "aecnn")
 QAT_METHODS = {"aecnn": "aecnn_qat", "bottlenet": "bottlenet++_qat"}  # stage prefix -> method
 
 
+SUBSET_RULES = ("spread", "prefix")
+
+
+def subset_indices(n: int, k: int, rule: str = "spread") -> list[int]:
+    """The indices of the ``k`` of ``n`` test images whose quantised accuracy is measured
+    (all of them when ``k`` is 0 or at least ``n``).
+
+    ``spread``: evenly over the whole split, so every class has its share (the splits are
+    sorted by class). ``prefix``: every ``n // k``-th image of the first ``k * (n // k)`` —
+    with 600 of 1,736 images, every second image of the first 1,200, which leaves out the
+    last third of the classes in alphabetical order. Measurements made before 2026-12-03
+    used it, and the scales whose records were measured so keep it (``quant_subset:
+    prefix``) so that their tables stay reproducible; new scales should not."""
+    if not k or k >= n:
+        return list(range(n))
+    if rule == "prefix":
+        return list(range(0, n, max(1, n // k)))[:k]
+    return np.linspace(0, n - 1, k).round().astype(int).tolist()
+
+
+def subset_label(n: int, k: int, rule: str) -> str:
+    """What a record says of its subset: ``all`` or the rule."""
+    return "all" if not k or k >= n else rule
+
+
 @dataclass(frozen=True)
 class ReproConfig:
     """One scale of the reproduction (``configs/reproduce/<scale>.yaml``). ``{seed}`` in an
@@ -56,13 +81,21 @@ class ReproConfig:
     coder: str = "context"          # lossless coder for the quantised tensors, or "auto"
     link_bps: float = 1e6            # the uplink rate "auto" picks the coder for, per tensor
     float_coder: str = "memoryless"  # the paper's entropy column: float32 symbols
-    quant_images: int = 600          # test images (evenly spaced) for the quantised accuracy
+    quant_images: int = 600          # test images for the quantised accuracy (0: all)
+    quant_subset: str = "spread"     # which ones: see :func:`subset_indices`
     codec_images: int = 16           # test images for bits per element and coding times
     measure_out: str = "runs/reproduce/cpu"
     results: str = "results/reproduction/cpu"
     scale: str = "cpu"
     train: bool = True               # False: only measure and tabulate the records that exist
     paper_table: str = "configs/reproduce/paper_table1.json"  # quoted, for the side by side
+
+    def __post_init__(self) -> None:
+        if self.quant_subset not in SUBSET_RULES:
+            from aecnn.errors import ConfigError
+
+            raise ConfigError(f"quant_subset: {self.quant_subset!r} is not one of "
+                              f"{', '.join(SUBSET_RULES)}")
 
 
 def _fmt(template: str, seed: int) -> str:
@@ -81,10 +114,6 @@ def train_all(cfg: ReproConfig, seed: int, progress: bool) -> dict[str, Path]:
     paths = {"baseline": base_out, "aecnn": Path(_fmt(cfg.aecnn_out, seed)),
              "bottlenet": Path(_fmt(cfg.bottlenet_out, seed))}
     if not cfg.train:
-        if not (base_out / "result.json").exists():
-            from aecnn.errors import CheckpointError
-
-            raise CheckpointError(f"train=false, but there is no baseline record in {base_out}")
         return paths
     if not (base_out / "result.json").exists():
         bcfg = load_config(TrainConfig, cfg.baseline_config,
@@ -187,8 +216,7 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
     var.load_state_dict(state)
     var.eval()
     n = len(dataset)
-    stride = max(1, n // cfg.quant_images) if cfg.quant_images else 1
-    idx = list(range(0, n, stride))[: cfg.quant_images or n]
+    idx = subset_indices(n, cfg.quant_images, cfg.quant_subset)
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, idx), batch_size=64)
     names = quants if quants is not None else quant_names(cfg)
     specs = {q: None if q == "float32" else QuantSpec.parse(q) for q in names}
@@ -228,22 +256,38 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
     return {"kind": "reproduce-measure", "source": str(folder), "point": meta.point,
             "ratio": meta.ratio, "bridge": meta.bridge, "fr_shape": meta.fr_shape,
             "compressed_shape": list(feats[0].shape), "elements": int(feats[0].numel()),
-            "n_quant_images": len(idx), "accuracy": acc, "codec": codec,
+            "n_quant_images": len(idx),
+            "quant_subset": subset_label(n, cfg.quant_images, cfg.quant_subset),
+            "accuracy": acc, "codec": codec,
             "test_top1": meta.test_top1}
 
 
-def _measured(f: Path, wanted: list[str], measure) -> dict:
-    """The record at ``f`` holding every quantisation in ``wanted``: read it, measure only the
-    quantisations it lacks (``measure(missing)``) and merge them in, or measure all."""
+def _measured(f: Path, wanted: list[str], measure, subset: tuple[str, int],
+              n_all: int) -> dict:
+    """The record at ``f`` holding every quantisation in ``wanted`` on the test images
+    ``subset`` (``(label, count)`` of ``n_all``, see :func:`subset_label`): read it and
+    measure only the quantisations it lacks (``measure(missing)``), merging them in;
+    measure all of them again when the record was made on other images (another
+    ``quant_images`` or ``quant_subset``), or when there is no record."""
     if not f.exists():
         return write_record(f, measure(wanted))
     rec = json.loads(f.read_text())
+    if record_subset(rec, n_all) != subset:
+        return write_record(f, measure(wanted))
     missing = [q for q in wanted if q not in rec["accuracy"]]
     if not missing:
         return rec
     new = measure(missing)
     return write_record(f, {**rec, "accuracy": {**rec["accuracy"], **new["accuracy"]},
                             "codec": {**rec["codec"], **new["codec"]}})
+
+
+def record_subset(rec: dict, n_all: int) -> tuple[str, int]:
+    """``(label, count)`` of the test images a measurement record was made on; records from
+    before ``quant_subset`` existed were made with the ``prefix`` rule (or on all images)."""
+    count = rec["n_quant_images"]
+    label = rec.get("quant_subset") or ("all" if count >= n_all else "prefix")
+    return label, count
 
 
 def measure_all(cfg: ReproConfig, seed: int, runs: dict[str, Path], progress: bool
@@ -254,6 +298,9 @@ def measure_all(cfg: ReproConfig, seed: int, runs: dict[str, Path], progress: bo
     dataset = _test_split(runs["baseline"])
     out = Path(cfg.measure_out) / f"seed{seed}"
     recs, seen = [], set()
+    n = len(dataset)
+    subset = (subset_label(n, cfg.quant_images, cfg.quant_subset),
+              len(subset_indices(n, cfg.quant_images, cfg.quant_subset)))
     stages = stage_folders(runs)
     for method, point, ratio, folder in tqdm(stages, desc=f"measure seed {seed}",
                                              disable=not progress):
@@ -271,7 +318,7 @@ def measure_all(cfg: ReproConfig, seed: int, runs: dict[str, Path], progress: bo
         def measure(quants, folder=folder, extra=extra):
             return {**measure_stage(folder, dataset, cfg, progress, quants=quants), **extra}
 
-        recs.append(_measured(f, wanted, measure))
+        recs.append(_measured(f, wanted, measure, subset, n))
     for f in sorted(out.glob("*.json")):
         if f.name not in seen and f.name != "baseline.json":
             recs.append(json.loads(f.read_text()))
@@ -281,8 +328,49 @@ def measure_all(cfg: ReproConfig, seed: int, runs: dict[str, Path], progress: bo
         return {**measure_stage(runs["baseline"] / "best.pt", dataset, cfg, progress, point,
                                 quants=quants), "method": "baseline", "seed": seed}
 
-    recs.append(_measured(out / "baseline.json", quant_names(cfg), measure_baseline))
+    recs.append(_measured(out / "baseline.json", quant_names(cfg), measure_baseline, subset,
+                          n))
     return recs
+
+
+def recorded_seed(cfg: ReproConfig, seed: int, base_run: Path) -> tuple[list[dict], dict]:
+    """One seed whose networks are gone (``train=false`` and no baseline run), from its
+    measurement records alone: every record in its measure folder, and the baseline's test
+    accuracy from the baseline's measurement record. Nothing is measured."""
+    folder = Path(cfg.measure_out) / f"seed{seed}"
+    if not (folder / "baseline.json").is_file():
+        from aecnn.errors import CheckpointError
+
+        raise CheckpointError(f"train=false, but seed {seed} has neither a baseline run in "
+                              f"{base_run} nor measurement records in {folder}")
+    recs = []
+    for f in sorted(folder.glob("*.json")):
+        try:
+            rec = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RecordError(f"cannot read {f}: {exc}") from None
+        if not isinstance(rec, dict) or rec.get("kind") != "reproduce-measure":
+            raise RecordError(f"{f} is not a reproduce-measure record")
+        recs.append({**rec, "seed": seed})
+    base = next(r for r in recs if r["method"] == "baseline")
+    return recs, {"test_top1": base["test_top1"]}
+
+
+def check_same_images(recs: list[dict]) -> None:
+    """Every record of one table must have been measured on the same test images, or the
+    accuracies of its cells would not compare; a one-line :class:`RecordError` says which
+    differ. (A record without ``quant_subset`` was measured with the ``prefix`` rule or on
+    all images; for one count the two cannot both occur.)"""
+    kinds: dict[tuple[int, str], str] = {}
+    for r in recs:
+        rule = "spread" if r.get("quant_subset") == "spread" else "prefix"
+        kinds.setdefault((r["n_quant_images"], rule),
+                         f"{r['method']} {r['point']} x{r['ratio']} seed {r.get('seed', 0)}")
+    if len(kinds) > 1:
+        said = "; ".join(f"{n} test images, {rule} rule (e.g. {who})"
+                         for (n, rule), who in kinds.items())
+        raise RecordError(f"the records were measured on different test images: {said}; "
+                          "measure them again with one quant_images and quant_subset")
 
 
 def reproduce_table1(cfg: ReproConfig, progress: bool = True) -> dict:
@@ -292,8 +380,14 @@ def reproduce_table1(cfg: ReproConfig, progress: bool = True) -> dict:
     all_recs, baselines = [], []
     for seed in cfg.seeds:
         runs = train_all(cfg, seed, progress)
-        all_recs += measure_all(cfg, seed, runs, progress)
-        baselines.append(json.loads((runs["baseline"] / "result.json").read_text()))
+        if not cfg.train and not (runs["baseline"] / "result.json").exists():
+            recs, base = recorded_seed(cfg, seed, runs["baseline"])
+        else:
+            recs = measure_all(cfg, seed, runs, progress)
+            base = json.loads((runs["baseline"] / "result.json").read_text())
+        all_recs += recs
+        baselines.append(base)
+    check_same_images(all_recs)
     summary = summarize(all_recs, baselines, cfg)
     results = Path(cfg.results)
     results.mkdir(parents=True, exist_ok=True)
