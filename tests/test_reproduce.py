@@ -228,3 +228,22 @@ def test_quant_subset_must_be_a_known_rule():
 
     with pytest.raises(ConfigError, match="quant_subset"):
         load_config(ReproConfig, "configs/reproduce/smoke.yaml", ["quant_subset=random"])
+
+
+def test_the_table_does_not_depend_on_the_order_of_its_records():
+    """The codec columns are AECNN's (CA_Pruned's only where there is no AECNN record),
+    however the records are ordered (stage order when measured, file order when rebuilt)."""
+    from aecnn.evaluation.reproduce import ReproConfig
+    from aecnn.evaluation.table1_repro import summarize
+
+    folder = Path("results/reproduction/cpu-longft-frquiet/measure/seed0")
+    recs = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
+    base = [{"test_top1": 62.9}]
+    cfg = ReproConfig(scale="t")
+    a, b = summarize(recs, base, cfg), summarize(recs[::-1], base, cfg)
+    assert a["rows"] == b["rows"] and a["headline"] == b["headline"]
+    aecnn = next(r for r in recs if r["method"] == "aecnn")
+    assert a["rows"][0]["entropy_bits"] == aecnn["codec"]["float32"]["bits_per_element"]
+    no_aecnn = summarize([r for r in recs if r["method"] != "aecnn"], base, cfg)
+    pruned = next(r for r in recs if r["method"] == "ca_pruned")
+    assert no_aecnn["rows"][0]["entropy_bits"] == pruned["codec"]["float32"]["bits_per_element"]

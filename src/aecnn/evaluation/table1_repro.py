@@ -24,24 +24,26 @@ def summarize(recs: list[dict], baselines: list[dict], cfg) -> dict:
     base = _ms([b["test_top1"] for b in baselines])
     base_sub = _ms([r["accuracy"]["float32"] for r in recs if r["method"] == "baseline"])
     cells: dict = defaultdict(lambda: defaultdict(list))
-    split_shape = {}
     for r in recs:
         if r["method"] == "baseline":
             continue
         key = (r["point"], r["ratio"])
         c = cells[key]
         c[r["method"]].append(r["test_top1"])
-        if r["method"] == "aecnn" or (r["method"] == "ca_pruned" and "shape" not in c):
+        if r["method"] in ("aecnn", "ca_pruned"):
+            c[f"codec_{r['method']}"].append(r)
+        if r["method"] == "ca_pruned":
+            c["split_elements"] = r["elements"] * r["ratio"]
+    rows = []
+    for (point, ratio), c in sorted(cells.items(), key=lambda kv: (kv[0][0] != "stem", kv[0])):
+        # the codec columns: AECNN's kept channels (CA_Pruned's where there is no AECNN),
+        # whatever order the records come in
+        for r in c["codec_aecnn"] or c["codec_ca_pruned"]:
             c["shape"] = r["compressed_shape"]
             c["float_bpe"].append(r["codec"]["float32"]["bits_per_element"])
             c["value_h"].append(r["codec"]["float32"].get("value_entropy", float("nan")))
             c["t_enc"].append(r["codec"]["float32"]["t_enc_s"])
             c["t_dec"].append(r["codec"]["float32"]["t_dec_s"])
-        if r["method"] == "ca_pruned":
-            c["split_elements"] = r["elements"] * r["ratio"]
-        split_shape[r["point"]] = r
-    rows = []
-    for (point, ratio), c in sorted(cells.items(), key=lambda kv: (kv[0][0] != "stem", kv[0])):
         full = c.get("split_elements")
         bpe = statistics.mean(c["float_bpe"]) if c["float_bpe"] else None
         kept = math.prod(c["shape"]) if "shape" in c else None
