@@ -480,7 +480,8 @@ def measure_rtt(link: ShapedLink, count: int = 20) -> float:
 
 
 def check_link(link: ShapedLink, tolerance: float = 0.10, *, seconds: float = 2.0,
-               direction: str = "up", raise_on_fail: bool = True) -> dict[str, Any]:
+               direction: str = "up", raise_on_fail: bool = True,
+               attempts: int = 3) -> dict[str, Any]:
     """Measure ``link`` and check its TCP goodput against the configured rate.
 
     The reference is ``expected_bps = rate * tcp_payload_fraction``: TCP payload is 1448 of
@@ -491,7 +492,15 @@ def check_link(link: ShapedLink, tolerance: float = 0.10, *, seconds: float = 2.
     ``error = measured / expected - 1``; raises :class:`LinkCheckError` (with ``.result``) if
     ``|error| > tolerance`` and ``raise_on_fail``. Under random loss a single TCP flow can fall
     short of the rate on long RTTs (Mathis et al.); the check then fails, as it should.
+
+    A goodput measurement on a busy host can fall short for a moment (the sink or source not
+    scheduled while other work runs; CI once saw 16.4 of 19.1 Mbit/s), whereas a wrongly
+    shaped link is off every time. So a measurement outside ``tolerance`` is repeated, up to
+    ``attempts`` in all; the one closest to the expectation is reported, with every
+    measurement in ``result["measurements_bps"]``.
     """
+    if attempts < 1:
+        raise LinkSpecError(f"attempts must be >= 1, got {attempts}")
     spec = link.spec
     rate = spec.rate_bps if direction == "up" else spec.down_rate_bps
     if rate is None:
@@ -500,11 +509,17 @@ def check_link(link: ShapedLink, tolerance: float = 0.10, *, seconds: float = 2.
     # before it. Downlink data is never dropped (only the ACKs of uplink data are).
     lost = spec.loss if direction == "up" and link.impairment == "userspace" else 0.0
     expected = rate * spec.tcp_payload_fraction * (1 - lost)
-    measured = measure_throughput(link, seconds=seconds, direction=direction)
+    measurements: list[float] = []
+    for _ in range(attempts):
+        measurements.append(measure_throughput(link, seconds=seconds, direction=direction))
+        if abs(measurements[-1] / expected - 1) <= tolerance:
+            break
+    measured = min(measurements, key=lambda m: abs(m / expected - 1))
     rtt = measure_rtt(link)
     error = measured / expected - 1
     result = {"direction": direction, "configured_bps": rate, "expected_bps": expected,
               "payload_fraction": spec.tcp_payload_fraction, "measured_bps": measured,
+              "measurements_bps": measurements,
               "error": error, "tolerance": tolerance, "rtt_s": rtt,
               "configured_delay_s": spec.delay_s, "seconds": seconds,
               "impairment": link.impairment,
@@ -513,6 +528,7 @@ def check_link(link: ShapedLink, tolerance: float = 0.10, *, seconds: float = 2.
         raise LinkCheckError(
             f"{direction}link goodput {format_rate(measured)} is {error * 100:+.1f}% off the "
             f"expected {format_rate(expected)} ({format_rate(rate)} x "
-            f"{spec.tcp_payload_fraction:.4f} TCP payload), tolerance {tolerance * 100:g}%",
+            f"{spec.tcp_payload_fraction:.4f} TCP payload), tolerance {tolerance * 100:g}%"
+            f"{f', best of {len(measurements)} measurements' if len(measurements) > 1 else ''}",
             result)
     return result

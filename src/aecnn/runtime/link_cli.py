@@ -37,6 +37,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``link`` command (``check``, ``cleanup``) to ``subparsers``; return its parser."""
     parser = subparsers.add_parser(
@@ -54,6 +64,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--mtu", type=int, default=1500)
     p.add_argument("--seconds", type=float, default=2.0, help="length of each measurement")
     p.add_argument("--tolerance", type=float, default=0.10, help="allowed relative error")
+    p.add_argument("--attempts", type=_positive_int, default=3,
+                   help="measurements before a shortfall counts (a busy host can dip once)")
     p.add_argument("--impairment", choices=("auto", "netem", "userspace"), default="auto",
                    help="how delay/jitter/loss are made (auto: netem if the kernel has it)")
     p.add_argument("--seed", type=int, help="seed of the userspace delay line")
@@ -65,6 +77,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="also those of processes still running (stops their links)")
     p.set_defaults(func=cmd_link_cleanup)
     return parser
+
+
+def _tries(result: dict) -> str:
+    """`` (best of N)`` when the goodput was measured more than once, else empty."""
+    n = len(result.get("measurements_bps", ()))
+    return f" (best of {n})" if n > 1 else ""
 
 
 def cmd_link_check(args: argparse.Namespace) -> int:
@@ -79,11 +97,12 @@ def cmd_link_check(args: argparse.Namespace) -> int:
               f"impairment: {link.impairment})")
         for direction in ("up", "down") if spec.down_rate_bps else ("up",):
             r = check_link(link, args.tolerance, seconds=args.seconds, direction=direction,
-                           raise_on_fail=False)
+                           raise_on_fail=False, attempts=args.attempts)
             results.append(r)
             print(f"{direction}link throughput: {format_rate(r['measured_bps'])} measured, "
                   f"{format_rate(r['expected_bps'])} expected ({format_rate(r['configured_bps'])}"
                   f" x {r['payload_fraction']:.4f} TCP payload), error {r['error'] * 100:+.2f}%"
+                  f"{_tries(r)}"
                   f" -> {'ok' if r['ok'] else 'FAIL'}")
         print(f"rtt: {format_duration(results[0]['rtt_s'])} median "
               f"(configured one-way delay {format_duration(spec.delay_s)})")
