@@ -81,7 +81,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def _tries(result: dict) -> str:
     """`` (best of N)`` when the goodput was measured more than once, else empty."""
-    n = len(result.get("measurements_bps", ()))
+    n = len(result["measurements_bps"])
     return f" (best of {n})" if n > 1 else ""
 
 
