@@ -247,3 +247,31 @@ def test_the_table_does_not_depend_on_the_order_of_its_records():
     no_aecnn = summarize([r for r in recs if r["method"] != "aecnn"], base, cfg)
     pruned = next(r for r in recs if r["method"] == "ca_pruned")
     assert no_aecnn["rows"][0]["entropy_bits"] == pruned["codec"]["float32"]["bits_per_element"]
+
+
+def test_aecnn_and_bottlenet_are_paired_seed_by_seed():
+    """The paired difference compares networks of the same seed only, float32 with float32
+    and QAT grids of the same bit width; a single seed draws no paired section."""
+    from aecnn.evaluation.table1_repro import _render_paired, paired_by_seed
+
+    def rec(method, seed, acc, grid=None):
+        r = {"method": method, "point": "stem", "ratio": 16, "seed": seed, "test_top1": acc}
+        return {**r, "qat_quant": grid} if grid else r
+
+    recs = [rec("aecnn", 0, 60.0), rec("bottlenet++", 0, 61.0),
+            rec("aecnn", 1, 59.0), rec("bottlenet++", 1, 57.0),
+            rec("bottlenet++", 2, 10.0),  # no AECNN of seed 2: not paired
+            rec("aecnn_qat", 0, 58.0, "uint2@p90"), rec("bottlenet++_qat", 0, 56.5, "uint2"),
+            rec("aecnn_qat", 1, 57.0, "uint2@p90"), rec("bottlenet++_qat", 1, 57.5, "uint2"),
+            rec("bottlenet++_qat", 0, 40.0, "uint1"),  # another bit width: not paired
+            rec("ca_pruned", 0, 99.0), rec("baseline", 0, 63.0)]
+    rows = paired_by_seed(recs)
+    assert [(r["aecnn_grid"], r["bottlenet_grid"]) for r in rows] == [
+        ("float32", "float32"), ("uint2@p90", "uint2")]
+    plain, qat = rows
+    assert plain["seeds"] == [0, 1] and plain["diffs"] == pytest.approx([-1.0, 2.0])
+    assert plain["mean"] == pytest.approx(0.5) and plain["aecnn_ahead"] == 1
+    assert qat["diffs"] == pytest.approx([1.5, -0.5]) and qat["n"] == 2
+    text = "\n".join(_render_paired(rows))
+    assert "| stem | 16 | float32 | float32 | 0: -1.00, 1: +2.00 | +0.50 ± 2.12 | 1 of 2 |" in text
+    assert paired_by_seed([r for r in recs if r["seed"] == 0])[0]["n"] == 1

@@ -95,7 +95,45 @@ def summarize(recs: list[dict], baselines: list[dict], cfg) -> dict:
             "std": base[1]}, "baseline_subset": {"mean": base_sub[0], "std": base_sub[1]},
             "rows": rows, "curve": curve, "qat": qat,
             "headline": headline(curve, base_sub[0]),
-            "headline_all": headline_all(qat, base[0])}
+            "headline_all": headline_all(qat, base[0]), "paired": paired_by_seed(recs)}
+
+
+def paired_by_seed(recs: list[dict]) -> list[dict]:
+    """AECNN minus BottleNet++, seed by seed, on all test images (each network's own
+    ``test_top1``; a QAT network's through its grid): per (point, V) in float32, and per
+    pair of QAT grids of the same bit width. Seeds share a baseline, so the paired
+    difference removes the baseline's spread that the two columns' stds both carry."""
+    acc: dict = {}
+    for r in recs:
+        grid = r.get("qat_quant", f"uint{r.get('qat_bits')}") if r["method"] in QAT_NAMES \
+            else "float32"
+        acc[(r["method"], r["point"], r["ratio"], grid, r.get("seed", 0))] = r["test_top1"]
+    pairs = defaultdict(list)
+    for (method, point, ratio, grid, seed), a in acc.items():
+        plain = method.removesuffix("_qat")
+        if plain != "aecnn":
+            continue
+        other = "bottlenet++_qat" if method.endswith("_qat") else "bottlenet++"
+        for (m, p, v, g, s), b in acc.items():
+            if (m, p, v, s) == (other, point, ratio, seed) and \
+                    (g == grid or (g != "float32" and _bits(g) == _bits(grid))):
+                pairs[(point, ratio, grid, g)].append((seed, a - b))
+    rows = []
+    for (point, ratio, grid, other), diffs in sorted(
+            pairs.items(), key=lambda kv: (kv[0][0] != "stem", kv[0])):
+        diffs.sort()
+        d = [x for _, x in diffs]
+        m, sd = _ms(d)
+        rows.append({"point": point, "ratio": ratio, "aecnn_grid": grid,
+                     "bottlenet_grid": other, "seeds": [s for s, _ in diffs],
+                     "diffs": d, "mean": m, "std": sd, "n": len(d),
+                     "aecnn_ahead": sum(x > 0 for x in d)})
+    return rows
+
+
+def _bits(grid: str) -> int:
+    """``uint2@p90`` -> 2."""
+    return int(grid.removeprefix("uint").split("@")[0])
 
 
 def _subset_note(summary: dict) -> str:
@@ -284,7 +322,28 @@ def render_reproduction(summary: dict) -> str:
             lines.append(f"| {METHOD_NAMES[q['method']]} @ {q['point']} | {q['ratio']} | "
                          f"{q['quant']} | {no} | {qat} | {full}"
                          f"{q['bytes_per_image']:.0f} |")
+    if any(p["n"] > 1 for p in summary.get("paired", [])):
+        lines += _render_paired(summary["paired"])
     return "\n".join(lines) + "\n"
+
+
+def _render_paired(paired: list[dict]) -> list[str]:
+    """AECNN minus BottleNet++ seed by seed (Markdown lines), where a pair has >= 2 seeds."""
+    lines = ["", "## AECNN minus BottleNet++, seed by seed", "",
+             "Test top-1 on all test images (points), each seed's AECNN against the "
+             "BottleNet++ trained on the same baseline; QAT networks through their own grids "
+             "of the same bit width. Pairing removes the baselines' spread, which both "
+             "methods' ± std above carry.", "",
+             "| point | V | AECNN grid | BottleNet++ grid | per seed | mean ± std | "
+             "AECNN ahead |", "|---|---|---|---|---|---|---|"]
+    for p in paired:
+        if p["n"] < 2:
+            continue
+        per = ", ".join(f"{s}: {d:+.2f}" for s, d in zip(p["seeds"], p["diffs"], strict=True))
+        lines.append(f"| {p['point']} | {p['ratio']} | {p['aecnn_grid']} | "
+                     f"{p['bottlenet_grid']} | {per} | {p['mean']:+.2f} ± {p['std']:.2f} | "
+                     f"{p['aecnn_ahead']} of {p['n']} |")
+    return lines
 
 
 def _render_headline_all(summary: dict) -> list[str]:
