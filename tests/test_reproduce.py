@@ -44,6 +44,18 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch):
                     "t_dec_ms", "total_compression"):
             assert row[key] is not None, key
         assert row["compressed_shape"][0] * row["ratio"] == row["split_shape"][0]
+    # AECNN minus BottleNet++ seed by seed, from the same stage records
+    plain = [p for p in table["paired"] if p["aecnn_grid"] == "float32"]
+    assert len(plain) == len(table["rows"]) and "## AECNN minus BottleNet++, seed by seed" in md
+    for p in plain:
+        diffs = [
+            json.loads((runs / f"seed{seed}" / "aecnn" / p["point"] / f"aecnn-x{p['ratio']}"
+                        / "result.json").read_text())["test_top1"]
+            - json.loads((runs / f"seed{seed}" / "bottlenet" / p["point"]
+                          / f"bottlenet-x{p['ratio']}" / "result.json").read_text())["test_top1"]
+            for seed in (0, 1)]
+        assert p["seeds"] == [0, 1] and p["diffs"] == pytest.approx(diffs)
+        assert f"| {p['mean']:+.2f} ± {p['std']:.2f} | {p['aecnn_ahead']} of 2 |" in md
     quants = {p["quant"] for p in table["curve"]}
     assert quants == {"float32", "uint8", "uint4", "uint2", "uint2@p90", "uint1@p90"}
     # quantisation-aware fine-tuning (qat_grids; AECNN through uint2 and uint1@p90,
