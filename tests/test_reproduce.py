@@ -268,7 +268,7 @@ def test_aecnn_and_bottlenet_are_paired_seed_by_seed():
 
     def rec(method, seed, acc, grid=None):
         r = {"method": method, "point": "stem", "ratio": 16, "seed": seed, "test_top1": acc}
-        return {**r, "qat_quant": grid} if grid else r
+        return {**r, "qat_quant": grid, "qat_bits": int(grid[4])} if grid else r
 
     recs = [rec("aecnn", 0, 60.0), rec("bottlenet++", 0, 61.0),
             rec("aecnn", 1, 59.0), rec("bottlenet++", 1, 57.0),

@@ -65,7 +65,7 @@ def summarize(recs: list[dict], baselines: list[dict], cfg) -> dict:
         full = (r["elements"] * max(r["ratio"], 1) if not r["method"].startswith("bottlenet")
                 else None)
         for q, acc in r["accuracy"].items():
-            if r["method"] in QAT_NAMES and q != r.get("qat_quant", f"uint{r['qat_bits']}"):
+            if r["method"] in QAT_NAMES and q != _grid(r):
                 continue  # a QAT network is an operating point on its own grid only
             curve.append({"method": r["method"], "point": r["point"], "ratio": r["ratio"],
                           "seed": r.get("seed", 0), "quant": q, "accuracy": acc,
@@ -85,8 +85,7 @@ def summarize(recs: list[dict], baselines: list[dict], cfg) -> dict:
     full: dict = defaultdict(list)  # a QAT stage's own test accuracy: all images, its grid
     for r in recs:
         if r["method"] in QAT_NAMES:
-            quant = r.get("qat_quant", f"uint{r.get('qat_bits')}")
-            full[(r["method"], r["point"], r["ratio"], quant)].append(r["test_top1"])
+            full[(r["method"], r["point"], r["ratio"], _grid(r))].append(r["test_top1"])
     qat = qat_rows(curve, full)
     return {"scale": cfg.scale, "seeds": list(cfg.seeds), "n_quant_images": n_sub,
             "quant_subset": next((r.get("quant_subset", "prefix") for r in recs
@@ -103,21 +102,20 @@ def paired_by_seed(recs: list[dict]) -> list[dict]:
     ``test_top1``; a QAT network's through its grid): per (point, V) in float32, and per
     pair of QAT grids of the same bit width. Seeds share a baseline, so the paired
     difference removes the baseline's spread that the two columns' stds both carry."""
-    acc: dict = {}
+    def key(r):  # what must match: point, V, seed, and float32 or the QAT bit width
+        qat = r["method"] in QAT_NAMES
+        return r["point"], r["ratio"], r.get("seed", 0), qat, r.get("qat_bits") if qat else None
+
+    bottlenet = defaultdict(list)
     for r in recs:
-        grid = r.get("qat_quant", f"uint{r.get('qat_bits')}") if r["method"] in QAT_NAMES \
-            else "float32"
-        acc[(r["method"], r["point"], r["ratio"], grid, r.get("seed", 0))] = r["test_top1"]
+        if r["method"].startswith("bottlenet++"):
+            bottlenet[key(r)].append(r)
     pairs = defaultdict(list)
-    for (method, point, ratio, grid, seed), a in acc.items():
-        plain = method.removesuffix("_qat")
-        if plain != "aecnn":
-            continue
-        other = "bottlenet++_qat" if method.endswith("_qat") else "bottlenet++"
-        for (m, p, v, g, s), b in acc.items():
-            if (m, p, v, s) == (other, point, ratio, seed) and \
-                    (g == grid or (g != "float32" and _bits(g) == _bits(grid))):
-                pairs[(point, ratio, grid, g)].append((seed, a - b))
+    for a in recs:
+        if a["method"].startswith("aecnn"):
+            for b in bottlenet[key(a)]:
+                pairs[(a["point"], a["ratio"], _grid(a), _grid(b))].append(
+                    (a.get("seed", 0), a["test_top1"] - b["test_top1"]))
     rows = []
     for (point, ratio, grid, other), diffs in sorted(
             pairs.items(), key=lambda kv: (kv[0][0] != "stem", kv[0])):
@@ -131,9 +129,11 @@ def paired_by_seed(recs: list[dict]) -> list[dict]:
     return rows
 
 
-def _bits(grid: str) -> int:
-    """``uint2@p90`` -> 2."""
-    return int(grid.removeprefix("uint").split("@")[0])
+def _grid(r: dict) -> str:
+    """The grid a record's network is deployed on: its QAT grid, else ``float32``."""
+    if r["method"] not in QAT_NAMES:
+        return "float32"
+    return r.get("qat_quant", f"uint{r.get('qat_bits')}")
 
 
 def _subset_note(summary: dict) -> str:
@@ -322,13 +322,13 @@ def render_reproduction(summary: dict) -> str:
             lines.append(f"| {METHOD_NAMES[q['method']]} @ {q['point']} | {q['ratio']} | "
                          f"{q['quant']} | {no} | {qat} | {full}"
                          f"{q['bytes_per_image']:.0f} |")
-    if any(p["n"] > 1 for p in summary.get("paired", [])):
-        lines += _render_paired(summary["paired"])
+    if paired := [p for p in summary.get("paired", []) if p["n"] > 1]:
+        lines += _render_paired(paired)
     return "\n".join(lines) + "\n"
 
 
 def _render_paired(paired: list[dict]) -> list[str]:
-    """AECNN minus BottleNet++ seed by seed (Markdown lines), where a pair has >= 2 seeds."""
+    """AECNN minus BottleNet++ seed by seed (Markdown lines), one row per pair."""
     lines = ["", "## AECNN minus BottleNet++, seed by seed", "",
              "Test top-1 on all test images (points), each seed's AECNN against the "
              "BottleNet++ trained on the same baseline; QAT networks through their own grids "
@@ -337,8 +337,6 @@ def _render_paired(paired: list[dict]) -> list[str]:
              "| point | V | AECNN grid | BottleNet++ grid | per seed | mean ± std | "
              "AECNN ahead |", "|---|---|---|---|---|---|---|"]
     for p in paired:
-        if p["n"] < 2:
-            continue
         per = ", ".join(f"{s}: {d:+.2f}" for s, d in zip(p["seeds"], p["diffs"], strict=True))
         lines.append(f"| {p['point']} | {p['ratio']} | {p['aecnn_grid']} | "
                      f"{p['bottlenet_grid']} | {per} | {p['mean']:+.2f} ± {p['std']:.2f} | "
