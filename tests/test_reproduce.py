@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -55,7 +56,9 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch):
                           / f"bottlenet-x{p['ratio']}" / "result.json").read_text())["test_top1"]
             for seed in (0, 1)]
         assert p["seeds"] == [0, 1] and p["diffs"] == pytest.approx(diffs)
-        assert f"| {p['mean']:+.2f} ± {p['std']:.2f} | {p['aecnn_ahead']} of 2 |" in md
+        assert p["sem"] == pytest.approx(p["std"] / math.sqrt(2))
+        assert (f"| {p['mean']:+.2f} ± {p['std']:.2f} | {p['sem']:.2f} | "
+                f"{p['aecnn_ahead']} of 2 |") in md
     quants = {p["quant"] for p in table["curve"]}
     assert quants == {"float32", "uint8", "uint4", "uint2", "uint2@p90", "uint1@p90"}
     # quantisation-aware fine-tuning (qat_grids; AECNN through uint2 and uint1@p90,
@@ -283,7 +286,9 @@ def test_aecnn_and_bottlenet_are_paired_seed_by_seed():
     plain, qat = rows
     assert plain["seeds"] == [0, 1] and plain["diffs"] == pytest.approx([-1.0, 2.0])
     assert plain["mean"] == pytest.approx(0.5) and plain["aecnn_ahead"] == 1
+    assert plain["sem"] == pytest.approx(1.5)  # std 2.12 over two seeds
     assert qat["diffs"] == pytest.approx([1.5, -0.5]) and qat["n"] == 2
     text = "\n".join(_render_paired(rows))
-    assert "| stem | 16 | float32 | float32 | 0: -1.00, 1: +2.00 | +0.50 ± 2.12 | 1 of 2 |" in text
+    assert ("| stem | 16 | float32 | float32 | 0: -1.00, 1: +2.00 | +0.50 ± 2.12 | 1.50 | "
+            "1 of 2 |") in text
     assert paired_by_seed([r for r in recs if r["seed"] == 0])[0]["n"] == 1

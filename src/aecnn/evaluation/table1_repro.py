@@ -125,6 +125,7 @@ def paired_by_seed(recs: list[dict]) -> list[dict]:
         rows.append({"point": point, "ratio": ratio, "aecnn_grid": grid,
                      "bottlenet_grid": other, "seeds": [s for s, _ in diffs],
                      "diffs": d, "mean": m, "std": sd, "n": len(d),
+                     "sem": sd / math.sqrt(len(d)),
                      "aecnn_ahead": sum(x > 0 for x in d)})
     return rows
 
@@ -333,13 +334,15 @@ def _render_paired(paired: list[dict]) -> list[str]:
              "Test top-1 on all test images (points), each seed's AECNN against the "
              "BottleNet++ trained on the same baseline; QAT networks through their own grids "
              "of the same bit width. Pairing removes the baselines' spread, which both "
-             "methods' ± std above carry.", "",
-             "| point | V | AECNN grid | BottleNet++ grid | per seed | mean ± std | "
-             "AECNN ahead |", "|---|---|---|---|---|---|---|"]
+             "methods' ± std above carry; s.e. is the standard error of the mean "
+             "difference (std / √seeds).", "",
+             "| point | V | AECNN grid | BottleNet++ grid | per seed | mean ± std | s.e. | "
+             "AECNN ahead |", "|---|---|---|---|---|---|---|---|"]
     for p in paired:
         per = ", ".join(f"{s}: {d:+.2f}" for s, d in zip(p["seeds"], p["diffs"], strict=True))
         lines.append(f"| {p['point']} | {p['ratio']} | {p['aecnn_grid']} | "
                      f"{p['bottlenet_grid']} | {per} | {p['mean']:+.2f} ± {p['std']:.2f} | "
+                     f"{p['sem']:.2f} | "
                      f"{p['aecnn_ahead']} of {p['n']} |")
     return lines
 
