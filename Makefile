@@ -8,7 +8,7 @@ TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 .PHONY: venv demo test lint clean baseline-cpu codec-bench aecnn-cpu deploy-cpu fig5-cpu \
         reproduce-smoke reproduce-cpu-stem reproduce-cpu-layer1 reproduce-cpu-longqat \
         reproduce-cpu-longft reproduce-cpu-longft-frlr \
-        reproduce-cpu-longft-frquiet
+        reproduce-cpu-longft-frquiet reproduce-cpu-longft-frquiet-ratios
 
 venv: $(VENV)/.installed
 
@@ -106,6 +106,11 @@ reproduce-cpu-longft-frlr: venv
 reproduce-cpu-longft-frquiet: venv
 	$(call link_shared,$(LONGFT_FRLR_SHARED),resnet50_cpu64_longft,resnet50_cpu64_longft_frquiet)
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet.yaml
+
+# cpu-longft-frquiet's protocol at V = 16, 32 and 64 for seed 2: it shares that scale's runs,
+# so seed 2's baseline, CA stage and V = 16 stages are reused when they exist.
+reproduce-cpu-longft-frquiet-ratios: venv
+	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-ratios.yaml
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

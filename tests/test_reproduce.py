@@ -109,6 +109,26 @@ def test_pareto_front_keeps_only_undominated_points():
     assert pareto_front([]) == []
 
 
+def test_byte_axis_is_labelled_with_plain_numbers():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from aecnn.evaluation.table1_repro import _plain_log_ticks
+
+    fig, ax = plt.subplots()
+    ax.set_xscale("log")
+    _plain_log_ticks(ax)
+    major, minor = ax.xaxis.get_major_formatter(), ax.xaxis.get_minor_formatter()
+    ax.set_xlim(150, 4000)  # 1.4 decades: 2 and 5 times a power of ten are labelled
+    labels = (major(1000, 0), minor(200, 0), minor(500, 0), minor(300, 0))
+    assert labels == ("1000", "200", "500", "")
+    ax.set_xlim(30, 100000)  # 3.5 decades: only the powers of ten
+    assert (major(100, 0), minor(200, 0)) == ("100", "")
+    plt.close(fig)
+
+
 @pytest.mark.parametrize("scale", sorted(p.stem for p in Path("configs/reproduce").glob("*.yaml")))
 def test_every_shipped_scale_resolves(scale):
     """Each scale's own keys, and the overrides it hands to the baseline, Algorithm 1 and

@@ -405,6 +405,22 @@ def _shade_targets(ax, curve: list[dict], point: str, base: float) -> None:
     ax.set_ylim(top=top)
 
 
+def _plain_log_ticks(ax) -> None:
+    """Label the log byte axis with plain numbers (100, 1000, ...) instead of matplotlib's
+    mantissa-times-power minor labels, which overlap on a short range; 2 and 5 times a
+    power of ten are labelled too when the axis spans at most two decades."""
+    from matplotlib.ticker import FuncFormatter
+
+    def minor(v: float, _pos: int) -> str:
+        lo, hi = ax.get_xlim()
+        short = lo > 0 and math.log10(hi / lo) <= 2
+        return f"{v:g}" if short and v > 0 and f"{v:.0e}"[0] in "25" else ""
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(minor))
+    ax.tick_params(axis="x", which="minor", labelsize=7)
+
+
 _MARKERS = {"float32": "o", "uint8": "s", "uint4": "^", "uint2": "v", "uint1": "<"}
 
 
@@ -434,6 +450,7 @@ def _draw_panel(ax, summary: dict, point: str) -> None:
     ax.axhline(base, color="k", linestyle=":", label="baseline")
     ax.axhline(base - 3, color="grey", linestyle=":", label="baseline - 3")
     ax.set_xscale("log")
+    _plain_log_ticks(ax)
     _shade_targets(ax, curve, point, base)
     ax.set_xlabel("bytes per image (entropy coded)")
     ax.set_ylabel("test top-1 (%)")
