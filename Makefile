@@ -8,7 +8,8 @@ TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 .PHONY: venv demo test lint clean baseline-cpu codec-bench aecnn-cpu deploy-cpu fig5-cpu \
         reproduce-smoke reproduce-cpu-stem reproduce-cpu-layer1 reproduce-cpu-longqat \
         reproduce-cpu-longft reproduce-cpu-longft-frlr \
-        reproduce-cpu-longft-frquiet reproduce-cpu-longft-frquiet-ratios
+        reproduce-cpu-longft-frquiet reproduce-cpu-longft-frquiet-ratios \
+        reproduce-cpu-longft-frquiet-fr3x3
 
 venv: $(VENV)/.installed
 
@@ -111,6 +112,14 @@ reproduce-cpu-longft-frquiet: venv
 # so seed 2's baseline, CA stage and V = 16 stages are reused when they exist.
 reproduce-cpu-longft-frquiet-ratios: venv
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-ratios.yaml
+
+# cpu-longft-frquiet-ratios with a 3x3 FR next to the 1x1 one: seed 2's stages up to the 1x1
+# FR come from cpu-longft-frquiet(-ratios); the QAT stages are not linked, since QAT follows
+# the FR shape that wins the validation.
+FR3X3_SHARED := aecnn:ca aecnn:importance.json $(foreach v,16 32 64,aecnn:pruned-x$(v) aecnn:aecnn-x$(v))
+reproduce-cpu-longft-frquiet-fr3x3: venv
+	$(call link_shared,$(FR3X3_SHARED),resnet50_cpu64_longft_frquiet-seed2,resnet50_cpu64_longft_frquiet_fr3x3-seed2)
+	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-fr3x3.yaml
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

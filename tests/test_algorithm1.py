@@ -13,7 +13,7 @@ from aecnn.cli import main
 from aecnn.evaluation.table1 import best_aecnn, load_stage_records, render_table1
 
 
-def test_all_stages_kill_and_resume(caltech_root, tmp_path):
+def test_all_stages_kill_and_resume(caltech_root, tmp_path, capsys):
     base = tmp_path / "base"
     assert main(["train-baseline", "--data", str(caltech_root), "--model", "resnet18",
                  "--epochs", "1", "--input-size", "32", "--subset", "2", "--out", str(base),
@@ -92,6 +92,15 @@ def test_all_stages_kill_and_resume(caltech_root, tmp_path):
     assert best["val_top1"] == max(by["aecnn-x8"]["val_top1"], by["aecnn-x8-3x3"]["val_top1"])
     row = next(line for line in render_table1(records).splitlines() if "| 8x |" in line)
     assert row.endswith(f"| {best['fr_shape']} |") and f"{best['test_top1']:.2f}" in row
+
+    # a finished stage is never reused for another network than the one asked for: the
+    # shapes in the other order would make aecnn-x2 a 3x3 FR, and fr_init=quiet another start
+    for change in ("fr_shapes=[3x3, 1x1]", "fr_init=quiet"):
+        capsys.readouterr()
+        assert main([a.replace("fr_shapes=[1x1]", change) for a in args]) == 2
+        err = capsys.readouterr().err
+        assert "aecnn-x2 was trained with fr_" in err and "another out folder" in err
+        assert "Traceback" not in err
 
 
 def test_rank_statistics():

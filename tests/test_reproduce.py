@@ -93,6 +93,20 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch):
         assert ("uint4@p99" in new["accuracy"]) == (not p.name.startswith(("aecnn_qat",
                                                                            "bottlenet++_qat")))
         assert {k: new["accuracy"][k] for k in old["accuracy"]} == old["accuracy"]
+    # a scale on the same runs and records with fewer cells (V = 4, 2-bit QAT only)
+    # tabulates its own cells and measures nothing
+    before = {p: p.stat().st_mtime_ns for p in runs.rglob("*.json")}
+    narrow = [*argv, "--set", "train=false", "--set", f"results={tmp_path / 'narrow'}",
+              "--set", 'aecnn_overrides=["fr_shapes=[1x1]", "ratios=[4]", "qat_grids=[uint2]"]',
+              "--set", 'bottlenet_overrides=["ratios=[4]", "qat_grids=[uint2]"]']
+    assert main(narrow) == 0
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob("*.json")} == before
+    table = json.loads((tmp_path / "narrow" / "table1.json").read_text())
+    assert sorted((r["point"], r["ratio"]) for r in table["rows"]) == [("layer1.0", 4),
+                                                                       ("stem", 4)]
+    assert {(p["method"], p["quant"], p["ratio"])
+            for p in table["curve"] if p["method"].endswith("_qat")} == {
+        ("aecnn_qat", "uint2", 4), ("bottlenet++_qat", "uint2", 4)}
 
     # Fig. 4 of the same scale from the seed-0 run
     assert main(["reproduce", "fig4", "--scale", "smoke", "--no-progress", *sum(
@@ -218,18 +232,48 @@ def test_a_record_made_on_other_images_is_measured_again(tmp_path):
     assert len(calls) == 4 and json.loads(f.read_text())["quant_subset"] == "spread"
 
 
+def test_a_record_made_of_another_network_is_measured_again(tmp_path):
+    """Same images, but the stage it was measured from changed (another FR sibling won the
+    validation, or the stage was trained again): every quantisation is measured again."""
+    from aecnn.evaluation.reproduce import _measured
+
+    calls = []
+
+    def measure(quants, source="runs/a/aecnn-x16", top1=55.0):
+        calls.append(list(quants))
+        return {"n_quant_images": 600, "quant_subset": "spread", "source": source,
+                "test_top1": top1, "accuracy": dict.fromkeys(quants, 50.0),
+                "codec": dict.fromkeys(quants, {})}
+
+    f = tmp_path / "rec.json"
+    made_of = ("runs/a/aecnn-x16", 55.0)
+    _measured(f, ["float32"], measure, ("spread", 600), 1736, made_of)
+    _measured(f, ["float32"], measure, ("spread", 600), 1736, made_of)
+    assert calls == [["float32"]]  # the same network: reused
+    _measured(f, ["float32", "uint2"], measure, ("spread", 600), 1736, ("runs/a/aecnn-x16", 56.0))
+    assert calls[-1] == ["float32", "uint2"]  # retrained: all again, not only uint2
+    _measured(f, ["float32"], measure, ("spread", 600), 1736, ("runs/a/aecnn-x16-fr3x3", 55.0))
+    assert len(calls) == 3  # another FR sibling
+
+
+def _from_shipped(tmp_path: Path, shipped: str, seed: int, config: str
+                  ) -> tuple[Path, list[str]]:
+    """A copy of one seed's committed measurement records under ``tmp_path/measure``, and
+    the argv that tabulates them with scale ``config`` (``train=false``, no runs)."""
+    measure = tmp_path / "measure"
+    (measure / f"seed{seed}").mkdir(parents=True)
+    for f in Path(f"results/reproduction/{shipped}/measure/seed{seed}").glob("*.json"):
+        (measure / f"seed{seed}" / f.name).write_bytes(f.read_bytes())
+    sets = ["train=false", f"seeds=[{seed}]", f"measure_out={measure}",
+            f"results={tmp_path}", f"baseline_out={tmp_path}/gone{{suffix}}"]
+    return measure, ["reproduce", "table1", "--config", f"configs/reproduce/{config}.yaml",
+                     "--no-progress", *sum((["--set", s] for s in sets), [])]
+
+
 def test_a_table_is_rebuilt_from_records_when_the_networks_are_gone(tmp_path, capsys):
     """``train=false`` and no runs: each seed is tabulated from its measurement records
     alone, and the numbers are those of the committed table."""
-    shipped = Path("results/reproduction/cpu-longft-frquiet")
-    measure = tmp_path / "measure"
-    (measure / "seed0").mkdir(parents=True)
-    for f in (shipped / "measure" / "seed0").glob("*.json"):
-        (measure / "seed0" / f.name).write_bytes(f.read_bytes())
-    sets = ["train=false", "seeds=[0]", f"measure_out={measure}", f"results={tmp_path}",
-            f"baseline_out={tmp_path}/gone{{suffix}}"]
-    argv = ["reproduce", "table1", "--config", "configs/reproduce/cpu-longft-frquiet.yaml",
-            "--no-progress", *sum((["--set", s] for s in sets), [])]
+    measure, argv = _from_shipped(tmp_path, "cpu-longft-frquiet", 0, "cpu-longft-frquiet")
     assert main(argv) == 0
     new = json.loads((tmp_path / "table1.json").read_text())
     assert new["baseline"]["mean"] == pytest.approx(62.903225806451616)
@@ -254,6 +298,32 @@ def test_a_table_is_rebuilt_from_records_when_the_networks_are_gone(tmp_path, ca
         json.dumps({**rec, "quant_subset": "spread"}))
     assert main(argv) == 2
     assert "measured on different test images" in capsys.readouterr().err
+
+
+def test_a_table_holds_only_its_scales_cells(tmp_path):
+    """Scales may share runs: ``cpu-longft-frquiet-ratios`` adds V = 32 and 64 to seed 2 of
+    ``cpu-longft-frquiet``. Rebuilt from the wider scale's records, the V = 16 scale still
+    has its V = 16 rows only, and a record of a QAT grid the scale does not fine-tune
+    through is left out too."""
+    from aecnn.config import load_config
+    from aecnn.evaluation.reproduce import ReproConfig, ScaleCells
+
+    shipped = Path("results/reproduction/cpu-longft-frquiet-ratios/measure/seed2")
+    _, argv = _from_shipped(tmp_path, "cpu-longft-frquiet-ratios", 2, "cpu-longft-frquiet")
+    assert main(argv) == 0
+    table = json.loads((tmp_path / "table1.json").read_text())
+    assert [(r["point"], r["ratio"]) for r in table["rows"]] == [("stem", 16)]
+    assert {p["ratio"] for p in table["curve"]} == {1, 16}  # the baseline and V = 16
+    wide = json.loads((shipped.parent.parent / "table1.json").read_text())
+    assert sorted(r["ratio"] for r in wide["rows"]) == [16, 32, 64]  # the records had them
+
+    cells = ScaleCells.of(load_config(ReproConfig, "configs/reproduce/cpu-longft-frquiet.yaml"))
+    assert cells.holds("aecnn_qat", "stem", 16, "uint2@p90")
+    assert not cells.holds("aecnn_qat", "stem", 16, "uint2")  # not its grid
+    assert not cells.holds("bottlenet++", "layer1.0", 16) and cells.holds("baseline", "x", 1)
+    old_qat = {"method": "bottlenet++_qat", "point": "stem", "ratio": 16, "qat_bits": 2}
+    assert cells.holds_record(old_qat)  # a record from before qat_quant: uint<bits>
+    assert not cells.holds_record({**old_qat, "qat_bits": 1})
 
 
 def test_quant_subset_must_be_a_known_rule():

@@ -161,6 +161,53 @@ def stage_folders(runs: dict[str, Path]) -> list[tuple[str, str, int, Path]]:
     return out
 
 
+RUN_OF = {"ca_pruned": "aecnn", "aecnn": "aecnn", "aecnn_qat": "aecnn",
+          "bottlenet++": "bottlenet", "bottlenet++_qat": "bottlenet"}  # method -> its run
+
+
+@dataclass(frozen=True)
+class ScaleCells:
+    """What one scale tabulates, from its method configs (with their overrides): for each
+    run (``"aecnn"``, ``"bottlenet"``) the split points, the ratios and the grids its QAT
+    stages were fine-tuned through. Scales may share runs (``cpu-longft-frquiet-ratios``
+    adds V = 32 and 64 to ``cpu-longft-frquiet``'s seed 2), so a stage or record found in a
+    run or measure folder belongs to a table only when it is one of its cells.
+    ``ReproConfig.points`` is not used: a scale may be trained one point at a time."""
+
+    points: dict[str, frozenset[str]]
+    ratios: dict[str, frozenset[int]]
+    grids: dict[str, frozenset[QuantSpec]]
+
+    @classmethod
+    def of(cls, cfg: ReproConfig) -> ScaleCells:
+        from aecnn.training.aecnn import AecnnConfig
+        from aecnn.training.bottlenet import BottleNetConfig
+
+        runs = {"aecnn": load_config(AecnnConfig, cfg.aecnn_config, cfg.aecnn_overrides),
+                "bottlenet": load_config(BottleNetConfig, cfg.bottlenet_config,
+                                         cfg.bottlenet_overrides)}
+        return cls({k: frozenset(c.points) for k, c in runs.items()},
+                   {k: frozenset(c.ratios) for k, c in runs.items()},
+                   {k: frozenset(c.qat_specs) for k, c in runs.items()})
+
+    def holds(self, method: str, point: str, ratio: int, grid: str | None = None) -> bool:
+        """Whether ``method`` at ``point`` and ratio V (fine-tuned through ``grid``, for a
+        QAT method) is a cell of this scale; the baseline always is."""
+        if method == "baseline":
+            return True
+        run = RUN_OF.get(method)
+        if run is None or point not in self.points[run] or ratio not in self.ratios[run]:
+            return False
+        return grid is None or QuantSpec.parse(grid) in self.grids[run]
+
+    def holds_record(self, rec: dict) -> bool:
+        """:meth:`holds` for a measurement record (older QAT records name only their bits)."""
+        grid = None
+        if rec["method"].endswith("_qat"):
+            grid = rec.get("qat_quant") or f"uint{rec['qat_bits']}"
+        return self.holds(rec["method"], rec["point"], rec["ratio"], grid)
+
+
 # ------------------------------------------------------------------ measurement
 def _test_split(baseline: Path):
     from aecnn.training.baseline import load_manifest, make_split
@@ -263,16 +310,19 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
 
 
 def _measured(f: Path, wanted: list[str], measure, subset: tuple[str, int],
-              n_all: int) -> dict:
+              n_all: int, stage: tuple[str, float] | None = None) -> dict:
     """The record at ``f`` holding every quantisation in ``wanted`` on the test images
     ``subset`` (``(label, count)`` of ``n_all``, see :func:`subset_label`): read it and
     measure only the quantisations it lacks (``measure(missing)``), merging them in;
-    measure all of them again when the record was made on other images (another
-    ``quant_images`` or ``quant_subset``), or when there is no record."""
+    measure all of them again when there is no record, when it was made on other images
+    (another ``quant_images`` or ``quant_subset``), or when it was made of another network
+    than ``stage`` (``(source folder, test top-1 of its record)``: another FR shape won the
+    validation since, or the stage was trained again)."""
     if not f.exists():
         return write_record(f, measure(wanted))
     rec = json.loads(f.read_text())
-    if record_subset(rec, n_all) != subset:
+    if record_subset(rec, n_all) != subset or (
+            stage is not None and (rec.get("source"), rec.get("test_top1")) != stage):
         return write_record(f, measure(wanted))
     missing = [q for q in wanted if q not in rec["accuracy"]]
     if not missing:
@@ -292,36 +342,46 @@ def record_subset(rec: dict, n_all: int) -> tuple[str, int]:
 
 def measure_all(cfg: ReproConfig, seed: int, runs: dict[str, Path], progress: bool
                 ) -> list[dict]:
-    """Measure every stage of one seed; a measurement whose record exists is reused, and
-    records already in the measure folder whose stages are not in ``runs`` (measured by an
-    earlier run, e.g. another split point in another session) are kept too."""
+    """Measure every stage of one seed that is a cell of the scale (:class:`ScaleCells`);
+    a measurement whose record exists is reused, and records already in the measure folder
+    whose stages are not in ``runs`` (measured by an earlier run, e.g. another split point
+    in another session) are kept too, when they are cells of the scale."""
     dataset = _test_split(runs["baseline"])
     out = Path(cfg.measure_out) / f"seed{seed}"
     recs, seen = [], set()
     n = len(dataset)
     subset = (subset_label(n, cfg.quant_images, cfg.quant_subset),
               len(subset_indices(n, cfg.quant_images, cfg.quant_subset)))
-    stages = stage_folders(runs)
-    for method, point, ratio, folder in tqdm(stages, desc=f"measure seed {seed}",
-                                             disable=not progress):
-        qat = method.endswith("_qat")
+    cells = ScaleCells.of(cfg)
+    stages = []
+    for method, point, ratio, folder in stage_folders(runs):
+        quant = None
+        if method.endswith("_qat"):  # a QAT network is deployed on its fine-tuning grid
+            stage = json.loads((folder / "result.json").read_text())
+            quant = stage.get("qat_quant", f"uint{stage['qat_bits']}")
+        if cells.holds(method, point, ratio, quant):
+            stages.append((method, point, ratio, folder, quant))
+    for method, point, ratio, folder, quant in tqdm(stages, desc=f"measure seed {seed}",
+                                                    disable=not progress):
+        qat = quant is not None
         f = out / (f"{method}-{point}-{folder.name}.json" if qat
                    else f"{method}-{point}-x{ratio}.json")
         seen.add(f.name)
         wanted, extra = quant_names(cfg), {"method": method, "seed": seed}
-        if qat:  # a QAT network is deployed on the grid it was fine-tuned through
-            stage = json.loads((folder / "result.json").read_text())
-            quant = stage.get("qat_quant", f"uint{stage['qat_bits']}")
+        if qat:
             wanted = ["float32", quant]
             extra |= {"qat_bits": stage["qat_bits"], "qat_quant": quant}
 
         def measure(quants, folder=folder, extra=extra):
             return {**measure_stage(folder, dataset, cfg, progress, quants=quants), **extra}
 
-        recs.append(_measured(f, wanted, measure, subset, n))
+        made_of = (str(folder), json.loads((folder / "result.json").read_text())["test_top1"])
+        recs.append(_measured(f, wanted, measure, subset, n, made_of))
     for f in sorted(out.glob("*.json")):
         if f.name not in seen and f.name != "baseline.json":
-            recs.append(json.loads(f.read_text()))
+            rec = json.loads(f.read_text())
+            if cells.holds_record(rec):
+                recs.append(rec)
     point = next((r["point"] for r in recs), "stem")
 
     def measure_baseline(quants):  # the uncompressed model cut at the first point: the "1x"
@@ -335,15 +395,16 @@ def measure_all(cfg: ReproConfig, seed: int, runs: dict[str, Path], progress: bo
 
 def recorded_seed(cfg: ReproConfig, seed: int, base_run: Path) -> tuple[list[dict], dict]:
     """One seed whose networks are gone (``train=false`` and no baseline run), from its
-    measurement records alone: every record in its measure folder, and the baseline's test
-    accuracy from the baseline's measurement record. Nothing is measured."""
+    measurement records alone: every record in its measure folder that is a cell of the
+    scale (:class:`ScaleCells`), and the baseline's test accuracy from the baseline's
+    measurement record. Nothing is measured."""
     folder = Path(cfg.measure_out) / f"seed{seed}"
     if not (folder / "baseline.json").is_file():
         from aecnn.errors import CheckpointError
 
         raise CheckpointError(f"train=false, but seed {seed} has neither a baseline run in "
                               f"{base_run} nor measurement records in {folder}")
-    recs = []
+    cells, recs = ScaleCells.of(cfg), []
     for f in sorted(folder.glob("*.json")):
         try:
             rec = json.loads(f.read_text())
@@ -351,7 +412,8 @@ def recorded_seed(cfg: ReproConfig, seed: int, base_run: Path) -> tuple[list[dic
             raise RecordError(f"cannot read {f}: {exc}") from None
         if not isinstance(rec, dict) or rec.get("kind") != "reproduce-measure":
             raise RecordError(f"{f} is not a reproduce-measure record")
-        recs.append({**rec, "seed": seed})
+        if cells.holds_record(rec):
+            recs.append({**rec, "seed": seed})
     base = next(r for r in recs if r["method"] == "baseline")
     return recs, {"test_top1": base["test_top1"]}
 

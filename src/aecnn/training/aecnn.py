@@ -212,12 +212,22 @@ class Pipeline:
     # ------------------------------------------------------------------- stages
     def stage(self, name: str, folder: Path, build: Callable[[], SplitNet],
               budget: StageBudget, extra: dict) -> tuple[SplitNet, dict]:
-        """Train (or, when its record exists, load) one stage's network."""
+        """Train (or, when its record exists, load) one stage's network. A record that
+        says it was made otherwise than ``extra`` asks (another FR shape, FR start, grid or
+        kept channels in the same folder) is a one-line :class:`ConfigError`, not reused."""
         net = build()
         result = folder / "result.json"
         if result.exists():
+            rec = json.loads(result.read_text())
+            asked = json.loads(json.dumps(extra))  # tuples as lists, as in the record
+            differ = [f"{k}={rec[k]!r} (asked {v!r})" for k, v in asked.items()
+                      if k in rec and rec[k] != v]
+            if differ:
+                raise ConfigError(f"{folder} was trained with {', '.join(differ)}; give this "
+                                  "run another out folder, or delete that stage to train it "
+                                  "again")
             net.load_state_dict(load_checkpoint(folder / "best.pt")["model"])
-            return net.to(self.opts.device), json.loads(result.read_text())
+            return net.to(self.opts.device), rec
         t0 = time.perf_counter()
         for part in ("head", "bridge", "tail"):
             getattr(net, part).requires_grad_(part in budget.trains)
