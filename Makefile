@@ -9,7 +9,7 @@ TORCH_PIN := torch==2.14.1 torchvision==0.29.1
         reproduce-smoke reproduce-cpu-stem reproduce-cpu-layer1 reproduce-cpu-longqat \
         reproduce-cpu-longft reproduce-cpu-longft-frlr \
         reproduce-cpu-longft-frquiet reproduce-cpu-longft-frquiet-ratios \
-        reproduce-cpu-longft-frquiet-fr3x3
+        reproduce-cpu-longft-frquiet-fr3x3 reproduce-cpu-longft-frquiet-layer1
 
 venv: $(VENV)/.installed
 
@@ -120,6 +120,11 @@ FR3X3_SHARED := aecnn:ca aecnn:importance.json $(foreach v,16 32 64,aecnn:pruned
 reproduce-cpu-longft-frquiet-fr3x3: venv
 	$(call link_shared,$(FR3X3_SHARED),resnet50_cpu64_longft_frquiet-seed2,resnet50_cpu64_longft_frquiet_fr3x3-seed2)
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-fr3x3.yaml
+
+# cpu-longft-frquiet's protocol at layer1.0, V = 32 and 64, seed 2 (its baseline is reused;
+# CA and every later stage train, ~80 min on 2 cores).
+reproduce-cpu-longft-frquiet-layer1: venv
+	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-layer1.yaml
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
