@@ -9,7 +9,8 @@ TORCH_PIN := torch==2.14.1 torchvision==0.29.1
         reproduce-smoke reproduce-cpu-stem reproduce-cpu-layer1 reproduce-cpu-longqat \
         reproduce-cpu-longft reproduce-cpu-longft-frlr \
         reproduce-cpu-longft-frquiet reproduce-cpu-longft-frquiet-ratios \
-        reproduce-cpu-longft-frquiet-fr3x3 reproduce-cpu-longft-frquiet-layer1
+        reproduce-cpu-longft-frquiet-fr3x3 reproduce-cpu-longft-frquiet-layer1 \
+        reproduce-cpu-longft-frquiet-ratios-prior
 
 venv: $(VENV)/.installed
 
@@ -112,6 +113,11 @@ reproduce-cpu-longft-frquiet: venv
 # so seed 2's baseline, CA stage and V = 16 stages are reused when they exist.
 reproduce-cpu-longft-frquiet-ratios: venv
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-ratios.yaml
+
+# cpu-longft-frquiet-ratios measured again with a context prior per network and integer grid
+# (wire coder 5, fitted on 1,000 training images): nothing trains, so run that target first.
+reproduce-cpu-longft-frquiet-ratios-prior: venv
+	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-ratios-prior.yaml
 
 # cpu-longft-frquiet-ratios with a 3x3 FR next to the 1x1 one: seed 2's stages up to the 1x1
 # FR come from cpu-longft-frquiet(-ratios); the QAT stages are not linked, since QAT follows

@@ -225,9 +225,9 @@ def test_auto_skips_the_context_estimate_when_its_coding_time_cannot_pay_off(mon
     estimated = []
     real = CoderProfile.estimate_bits
 
-    def spy(self, coder, sym, levels):
+    def spy(self, coder, sym, levels, prior=None):
         estimated.append(coder)
-        return real(self, coder, sym, levels)
+        return real(self, coder, sym, levels, prior)
 
     monkeypatch.setattr(CoderProfile, "estimate_bits", spy)
     profile.choose(symbols, 16, rate_bps=1e12)  # transmission is free: none wins on compute

@@ -5,6 +5,10 @@
 the communication time it saves is less than the coding time", generalised to several
 coders). Sizes are estimated from the symbols' empirical entropies, times from a
 :class:`CoderProfile` (throughputs measured by ``aecnn bench codec``).
+
+A codec given a :class:`~aecnn.compression.prior.ContextPrior` (fitted on the network's
+training tensors through the codec's grid) can also code with ``prior`` (wire coder 5),
+and ``auto`` then weighs it with the others; the decoder needs the same prior.
 """
 
 from __future__ import annotations
@@ -18,16 +22,19 @@ import torch
 from aecnn.compression.entropy import (
     CODERS,
     CODERS_BY_ID,
+    PRIOR_CODER_ID,
     context_bits,
     get_coder,
     memoryless_bits,
     per_channel_bits,
 )
 from aecnn.compression.errors import PayloadError
+from aecnn.compression.prior import ContextPrior, PriorError
 from aecnn.compression.quantize import DType, QuantSpec, dequantize, quantize
 from aecnn.compression.wire import Packet, PacketHeader
 
 AUTO_CANDIDATES = ("none", "memoryless", "per-channel", "context")
+PRIOR = "prior"
 
 
 @dataclass(frozen=True)
@@ -38,19 +45,24 @@ class CoderProfile:
     hardware."""
 
     encode: dict[str, float] = field(default_factory=lambda: {
-        "none": 1e8, "zstd": 4e8, "memoryless": 1.2e8, "per-channel": 9e7, "context": 6e7})
+        "none": 1e8, "zstd": 4e8, "memoryless": 1.2e8, "per-channel": 9e7, "context": 6e7,
+        "prior": 6e7})
     decode: dict[str, float] = field(default_factory=lambda: {
-        "none": 4e7, "zstd": 8e8, "memoryless": 7e7, "per-channel": 6e7, "context": 4e7})
+        "none": 4e7, "zstd": 8e8, "memoryless": 7e7, "per-channel": 6e7, "context": 4e7,
+        "prior": 4e7})
 
     def compute_seconds(self, coder: str, n: int) -> float:
         """Predicted encode + decode time of ``n`` symbols."""
         return n / self.encode[coder] + n / self.decode[coder]
 
-    def estimate_bits(self, coder: str, symbols: np.ndarray, levels: int) -> float:
+    def estimate_bits(self, coder: str, symbols: np.ndarray, levels: int,
+                      prior: ContextPrior | None = None) -> float:
         """Payload size estimate: exact for ``none``; for the rANS coders, their exact
-        histogram headers plus the empirical entropy of the symbols under their models
-        (rANS comes within about 1 % of it) plus the stream's flush."""
+        histogram headers (``prior``: its fingerprint) plus the information of the symbols
+        under their models (rANS comes within about 1 % of it) plus the stream's flush."""
         n = symbols.size
+        if coder == PRIOR:
+            return prior.bits(symbols) if prior is not None else float("inf")
         if coder == "none":
             return 8 * ((n * max(1, (levels - 1).bit_length()) + 7) // 8)
         if coder == "per-channel":
@@ -61,18 +73,21 @@ class CoderProfile:
             return context_bits(symbols, levels)
         return float("inf")  # zstd: no cheap estimate, not chosen by auto
 
-    def choose(self, symbols: np.ndarray, levels: int, rate_bps: float) -> str:
-        """The coder with the least predicted ``t_enc + bits / rate + t_dec``.
+    def choose(self, symbols: np.ndarray, levels: int, rate_bps: float,
+               prior: ContextPrior | None = None) -> str:
+        """The coder with the least predicted ``t_enc + bits / rate + t_dec`` (``prior`` is
+        a candidate, tried last, when a prior of ``levels`` levels is given).
 
         Candidates are tried in order; one whose coding time alone already exceeds the best
         cost so far is skipped without estimating its size (the context estimate runs the
         context model, which is worth it only when the link is slow)."""
         best, best_cost = "", float("inf")
-        for name in AUTO_CANDIDATES:
+        usable = prior is not None and prior.levels == levels
+        for name in (*AUTO_CANDIDATES, PRIOR) if usable else AUTO_CANDIDATES:
             compute = self.compute_seconds(name, symbols.size)
             if compute >= best_cost:
                 continue
-            cost = compute + self.estimate_bits(name, symbols, levels) / rate_bps
+            cost = compute + self.estimate_bits(name, symbols, levels, prior) / rate_bps
             if cost < best_cost:
                 best, best_cost = name, cost
         return best
@@ -94,16 +109,30 @@ class FeatureCodec:
 
     Args:
         quant: e.g. ``"float32"``, ``"float16"``, ``"uint8"``, ``"uint4c"``.
-        coder: a name from :data:`aecnn.compression.entropy.CODERS`, or ``"auto"``.
+        coder: a name from :data:`aecnn.compression.entropy.CODERS`, ``"prior"`` (needs
+            ``prior``) or ``"auto"``.
         rate_bps: uplink rate that ``auto`` optimises for.
+        prior: the context prior of this network and grid (its levels must be the grid's);
+            ``auto`` weighs the ``prior`` coder too when it is given.
+
+    Raises:
+        PriorError: ``coder="prior"`` without a prior, or a prior of other levels.
     """
 
     def __init__(self, quant: str | QuantSpec = "uint8", coder: str = "memoryless",
-                 rate_bps: float = 10e6, profile: CoderProfile | None = None) -> None:
+                 rate_bps: float = 10e6, profile: CoderProfile | None = None,
+                 prior: ContextPrior | None = None) -> None:
         self.quant = quant if isinstance(quant, QuantSpec) else QuantSpec.parse(quant)
-        if coder != "auto":
+        if coder not in ("auto", PRIOR):
             get_coder(coder)
-        self.coder, self.rate_bps = coder, rate_bps
+        if prior is not None and (self.quant.dtype != DType.UINT
+                                  or prior.levels != self.quant.levels):
+            raise PriorError(f"a {prior.levels}-level context prior does not suit the "
+                             f"{self.quant} grid")
+        if coder == PRIOR and prior is None:
+            raise PriorError("coder 'prior' needs a context prior (fitted for this network "
+                             "and grid)")
+        self.coder, self.rate_bps, self.prior = coder, rate_bps, prior
         self.profile = profile or CoderProfile()
 
     def encode(self, x: torch.Tensor | np.ndarray, indices: tuple[int, ...] | None = None,
@@ -119,15 +148,18 @@ class FeatureCodec:
         indices = tuple(range(k)) if indices is None else tuple(int(i) for i in indices)
         symbols, lo, step = quantize(arr, self.quant)
         t1 = time.perf_counter()
-        name = (self.profile.choose(symbols, self.quant.levels, self.rate_bps)
+        name = (self.profile.choose(symbols, self.quant.levels, self.rate_bps, self.prior)
                 if self.coder == "auto" else self.coder)
-        payload = CODERS[name].encode(symbols, self.quant.levels)
+        if name == PRIOR:
+            payload, coder_id = self.prior.encode(symbols), PRIOR_CODER_ID
+        else:
+            payload, coder_id = CODERS[name].encode(symbols, self.quant.levels), CODERS[name].id
         t2 = time.perf_counter()
         uint = self.quant.dtype == DType.UINT
         header = PacketHeader(
             model=model, split=split, channels=channels or k, height=arr.shape[1],
             width=arr.shape[2], indices=indices, dtype=self.quant.dtype,
-            bits=self.quant.bits if uint else 0, coder=CODERS[name].id,
+            bits=self.quant.bits if uint else 0, coder=coder_id,
             qparams=(2 if self.quant.per_channel else 1) if uint else 0,
             lo=tuple(float(v) for v in lo), step=tuple(float(v) for v in step))
         packet = Packet(header, payload)
@@ -135,18 +167,27 @@ class FeatureCodec:
                                    len(packet.to_bytes()), name)
 
 
-def decode_packet(packet: Packet) -> torch.Tensor:
-    """Payload -> float32 tensor of the kept shape ``(K, H, W)``.
+def decode_packet(packet: Packet, prior: ContextPrior | None = None) -> torch.Tensor:
+    """Payload -> float32 tensor of the kept shape ``(K, H, W)``. ``prior``: the context
+    prior a ``prior``-coded packet (coder 5) was coded with.
 
     Raises:
-        PayloadError: the payload does not decode to the declared shape.
+        PayloadError: the payload does not decode to the declared shape, or it is
+            prior-coded and this end holds no prior of its levels and fingerprint.
     """
     h = packet.header
     spec = QuantSpec(h.dtype, h.bits if h.dtype == DType.UINT else 0)
     shape = h.kept_shape
     sym_shape = shape if h.dtype == DType.UINT else (
         shape[0], shape[1], shape[2] * (4 if h.dtype == DType.FLOAT32 else 2))
-    symbols = CODERS_BY_ID[h.coder].decode(packet.payload, sym_shape, spec.levels)
+    if h.coder == PRIOR_CODER_ID:
+        if prior is None or prior.levels != spec.levels:
+            have = "none" if prior is None else f"one of {prior.levels} levels"
+            raise PayloadError(f"packet is coded with a {spec.levels}-level context prior "
+                               f"and this end holds {have}")
+        symbols = prior.decode(packet.payload, sym_shape)
+    else:
+        symbols = CODERS_BY_ID[h.coder].decode(packet.payload, sym_shape, spec.levels)
     if symbols.shape != sym_shape:
         raise PayloadError(f"payload decoded to {symbols.shape}, expected {sym_shape}")
     values = dequantize(symbols, spec, np.asarray(h.lo, np.float32),

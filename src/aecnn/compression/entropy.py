@@ -409,6 +409,10 @@ CODERS: dict[str, Coder] = {c.name: c for c in (
     Coder(4, "context", encode_context, decode_context),
 )}
 CODERS_BY_ID: dict[int, Coder] = {c.id: c for c in CODERS.values()}
+PRIOR_CODER_ID = 5
+"""Wire id of the ``prior`` coder (:mod:`aecnn.compression.prior`): coder 4's contexts and
+rANS under tables both ends hold, so it is not in :data:`CODERS` (its calls need them)."""
+CODER_IDS: dict[int, str] = {**{c.id: c.name for c in CODERS.values()}, PRIOR_CODER_ID: "prior"}
 
 
 def get_coder(name: str) -> Coder:

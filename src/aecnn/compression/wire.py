@@ -6,7 +6,7 @@ Byte layout (little-endian), version 1 — documented byte by byte in ``docs/wir
     version      u8  1
     dtype        u8  0 float32, 1 float16, 2 unsigned integer
     bits         u8  1..8 for dtype 2, else 0
-    coder        u8  0 none, 1 zstd, 2 memoryless, 3 per-channel, 4 context
+    coder        u8  0 none, 1 zstd, 2 memoryless, 3 per-channel, 4 context, 5 prior
     model_len    u8  then model id, UTF-8, at most 64 bytes
     split_len    u8  then split id, UTF-8, at most 64 bytes
     channels     u16 C, the split tensor's channel count before pruning
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aecnn.compression.entropy import CODERS_BY_ID
+from aecnn.compression.entropy import CODER_IDS, PRIOR_CODER_ID
 from aecnn.compression.errors import (
     BadMagicError,
     ChecksumError,
@@ -108,8 +108,10 @@ class PacketHeader:
                              f"limit of {limits.max_elements}")
         if self.dtype not in tuple(DType):
             raise FieldError(f"unknown dtype {self.dtype}")
-        if self.coder not in CODERS_BY_ID:
+        if self.coder not in CODER_IDS:
             raise FieldError(f"unknown coder id {self.coder}")
+        if self.coder == PRIOR_CODER_ID and self.dtype != DType.UINT:
+            raise FieldError("the prior coder codes integer symbols only")
         if self.dtype == DType.UINT:
             if not 1 <= self.bits <= 8:
                 raise FieldError(f"integer symbols of {self.bits} bits")

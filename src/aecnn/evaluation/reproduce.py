@@ -24,7 +24,8 @@ import torch
 from tqdm import tqdm
 
 from aecnn.compression.codec import FeatureCodec, decode_packet
-from aecnn.compression.quantize import QuantSpec, dequantize, quantize
+from aecnn.compression.prior import ContextPrior
+from aecnn.compression.quantize import DType, QuantSpec, dequantize, quantize
 from aecnn.compression.wire import Packet
 from aecnn.config import load_config
 from aecnn.errors import RecordError
@@ -84,6 +85,8 @@ class ReproConfig:
     quant_images: int = 600          # test images for the quantised accuracy (0: all)
     quant_subset: str = "spread"     # which ones: see :func:`subset_indices`
     codec_images: int = 16           # test images for bits per element and coding times
+    prior_images: int = 0            # training images each network's context prior is
+                                     # fitted on, per integer grid (0: no prior coder)
     measure_out: str = "runs/reproduce/cpu"
     results: str = "results/reproduction/cpu"
     scale: str = "cpu"
@@ -209,7 +212,8 @@ class ScaleCells:
 
 
 # ------------------------------------------------------------------ measurement
-def _test_split(baseline: Path):
+def _test_split(baseline: Path, split: str = "test"):
+    """The baseline's ``split`` (test, or train for fitting priors) with eval transforms."""
     from aecnn.training.baseline import load_manifest, make_split
     from aecnn.training.checkpoint import load_checkpoint
     from aecnn.training.config import TrainConfig
@@ -220,7 +224,7 @@ def _test_split(baseline: Path):
 
     spec = get_spec(ckpt["model_name"])
     root, manifest = load_manifest(bcfg.data)
-    return make_split(bcfg.data, root, manifest, "test", spec.mean, spec.std, progress=False)
+    return make_split(bcfg.data, root, manifest, split, spec.mean, spec.std, progress=False)
 
 
 def _requant(z: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
@@ -251,10 +255,31 @@ def quant_names(cfg: ReproConfig) -> list[str]:
 
 
 @torch.inference_mode()
+def fit_priors(var, train, specs: dict[str, QuantSpec | None], n: int, progress: bool
+               ) -> dict[str, ContextPrior]:
+    """The context prior of ``var``'s head output through each integer grid of ``specs``,
+    fitted on ``n`` training images (spread over the class-sorted split)."""
+    specs = {k: v for k, v in specs.items() if v is not None and v.dtype == DType.UINT}
+    if not specs or n <= 0:
+        return {}
+    idx = subset_indices(len(train), n, "spread")
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(train, idx), batch_size=64)
+    symbols: dict[str, list[np.ndarray]] = {k: [] for k in specs}
+    for x, _ in tqdm(loader, desc="fit priors", leave=False, disable=not progress):
+        for z in var.head(x).float().cpu().numpy():
+            for name, spec in specs.items():
+                symbols[name].append(quantize(z, spec)[0])
+    return {name: ContextPrior.fit(symbols[name], spec.levels) for name, spec in specs.items()}
+
+
+@torch.inference_mode()
 def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
-                  point: str | None = None, quants: list[str] | None = None) -> dict:
+                  point: str | None = None, quants: list[str] | None = None,
+                  train=None) -> dict:
     """Accuracy and bits per element and coding times at each of ``quants`` (default:
-    :func:`quant_names`), of a stage folder (or of a baseline checkpoint cut at ``point``)."""
+    :func:`quant_names`), of a stage folder (or of a baseline checkpoint cut at ``point``).
+    With ``cfg.prior_images`` and the ``train`` split, every integer grid's codec also holds
+    the network's context prior for that grid (:func:`fit_priors`)."""
     from aecnn.runtime.variant import Variant, meta_from_baseline, meta_from_stage
 
     meta, state = (meta_from_stage(folder) if point is None
@@ -277,17 +302,19 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
             zq = z if spec is None else _requant(z, spec)
             correct[name] += int((var.server(zq).argmax(1) == y).sum())
     acc = {k: 100.0 * v / len(idx) for k, v in correct.items()}
+    priors = (fit_priors(var, train, specs, cfg.prior_images, progress)
+              if train is not None else {})
     codec = {}
     for name in specs:
         coder = cfg.float_coder if name == "float32" else cfg.coder
-        c = FeatureCodec(name, coder, rate_bps=cfg.link_bps)
+        c = FeatureCodec(name, coder, rate_bps=cfg.link_bps, prior=priors.get(name))
         bits, t_enc, t_dec, chosen = [], [], [], []
         for z in feats:
             t0 = time.perf_counter()
             packet, stats = c.encode(z)
             wire = packet.to_bytes()
             t1 = time.perf_counter()
-            decode_packet(Packet.from_bytes(wire))
+            decode_packet(Packet.from_bytes(wire), priors.get(name))
             t2 = time.perf_counter()
             bits.append(8 * stats.payload_bytes / z.numel())
             chosen.append(stats.coder)
@@ -300,28 +327,33 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
                        "value_entropy": statistics.mean(value_entropy(z) for z in feats),
                        "bytes_per_image": statistics.mean(bits) * elements / 8,
                        "t_enc_s": statistics.median(t_enc), "t_dec_s": statistics.median(t_dec)}
+        if name in priors:
+            codec[name]["prior"] = priors[name].fingerprint_hex
     return {"kind": "reproduce-measure", "source": str(folder), "point": meta.point,
             "ratio": meta.ratio, "bridge": meta.bridge, "fr_shape": meta.fr_shape,
             "compressed_shape": list(feats[0].shape), "elements": int(feats[0].numel()),
             "n_quant_images": len(idx),
             "quant_subset": subset_label(n, cfg.quant_images, cfg.quant_subset),
             "accuracy": acc, "codec": codec,
+            "prior_images": cfg.prior_images if train is not None else 0,
             "test_top1": meta.test_top1}
 
 
 def _measured(f: Path, wanted: list[str], measure, subset: tuple[str, int],
-              n_all: int, stage: tuple[str, float] | None = None) -> dict:
+              n_all: int, stage: tuple[str, float] | None = None, prior_images: int = 0
+              ) -> dict:
     """The record at ``f`` holding every quantisation in ``wanted`` on the test images
     ``subset`` (``(label, count)`` of ``n_all``, see :func:`subset_label`): read it and
     measure only the quantisations it lacks (``measure(missing)``), merging them in;
     measure all of them again when there is no record, when it was made on other images
     (another ``quant_images`` or ``quant_subset``), or when it was made of another network
     than ``stage`` (``(source folder, test top-1 of its record)``: another FR shape won the
-    validation since, or the stage was trained again)."""
+    validation since, or the stage was trained again), or when its codecs held context
+    priors fitted on another number of training images (``prior_images``, 0: none)."""
     if not f.exists():
         return write_record(f, measure(wanted))
     rec = json.loads(f.read_text())
-    if record_subset(rec, n_all) != subset or (
+    if record_subset(rec, n_all) != subset or rec.get("prior_images", 0) != prior_images or (
             stage is not None and (rec.get("source"), rec.get("test_top1")) != stage):
         return write_record(f, measure(wanted))
     missing = [q for q in wanted if q not in rec["accuracy"]]
@@ -347,6 +379,7 @@ def measure_all(cfg: ReproConfig, seed: int, runs: dict[str, Path], progress: bo
     whose stages are not in ``runs`` (measured by an earlier run, e.g. another split point
     in another session) are kept too, when they are cells of the scale."""
     dataset = _test_split(runs["baseline"])
+    train = _test_split(runs["baseline"], "train") if cfg.prior_images > 0 else None
     out = Path(cfg.measure_out) / f"seed{seed}"
     recs, seen = [], set()
     n = len(dataset)
@@ -373,10 +406,11 @@ def measure_all(cfg: ReproConfig, seed: int, runs: dict[str, Path], progress: bo
             extra |= {"qat_bits": stage["qat_bits"], "qat_quant": quant}
 
         def measure(quants, folder=folder, extra=extra):
-            return {**measure_stage(folder, dataset, cfg, progress, quants=quants), **extra}
+            return {**measure_stage(folder, dataset, cfg, progress, quants=quants,
+                                    train=train), **extra}
 
         made_of = (str(folder), json.loads((folder / "result.json").read_text())["test_top1"])
-        recs.append(_measured(f, wanted, measure, subset, n, made_of))
+        recs.append(_measured(f, wanted, measure, subset, n, made_of, cfg.prior_images))
     for f in sorted(out.glob("*.json")):
         if f.name not in seen and f.name != "baseline.json":
             rec = json.loads(f.read_text())
@@ -386,10 +420,11 @@ def measure_all(cfg: ReproConfig, seed: int, runs: dict[str, Path], progress: bo
 
     def measure_baseline(quants):  # the uncompressed model cut at the first point: the "1x"
         return {**measure_stage(runs["baseline"] / "best.pt", dataset, cfg, progress, point,
-                                quants=quants), "method": "baseline", "seed": seed}
+                                quants=quants, train=train), "method": "baseline",
+                "seed": seed}
 
     recs.append(_measured(out / "baseline.json", quant_names(cfg), measure_baseline, subset,
-                          n))
+                          n, prior_images=cfg.prior_images))
     return recs
 
 
