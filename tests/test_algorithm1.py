@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import torch
+
 from aecnn.cli import main
 from aecnn.evaluation.table1 import best_aecnn, load_stage_records, render_table1
 
@@ -101,6 +103,40 @@ def test_all_stages_kill_and_resume(caltech_root, tmp_path, capsys):
         err = capsys.readouterr().err
         assert "aecnn-x2 was trained with fr_" in err and "another out folder" in err
         assert "Traceback" not in err
+
+    # aecnn export with context priors (wire coder 5), fitted on the baseline's training
+    # split: both ends hold them in the variant file; bad grids are clear errors
+    from aecnn.compression.codec import decode_packet
+    from aecnn.compression.quantize import QuantSpec, quantize
+    from aecnn.runtime.variant import load_variant
+
+    vfile = tmp_path / "x8.pt"
+    capsys.readouterr()
+    assert main(["export", str(out / "stem" / "aecnn-x8"), "--out", str(vfile), "--prior",
+                 "uint2", "--prior", "uint1@p90", "--prior-images", "30", "--no-progress"]) == 0
+    said = capsys.readouterr().out
+    var = load_variant(vfile)
+    assert set(var.priors) == {"uint2", "uint1@p90"}
+    for grid, prior in var.priors.items():
+        assert prior.images == 30 and prior.levels == QuantSpec.parse(grid).levels
+        assert f"context prior for {grid}: {prior.fingerprint_hex}" in said
+    with torch.inference_mode():
+        z = var.head(torch.rand(1, 3, 32, 32))[0]
+    packet, stats = var.codec("uint2", "prior").encode(z, var.meta.kept, 64)
+    assert stats.coder == "prior"
+    symbols = quantize(z.numpy(), QuantSpec.parse("uint2"))[0]
+    plain = decode_packet(var.codec("uint2", "none").encode(z, var.meta.kept, 64)[0])
+    assert torch.equal(decode_packet(packet, var.priors.values()), plain)
+    assert stats.payload_bytes < symbols.size / 4 + 64  # well under 2 bits a symbol + slack
+    for bad, msg in ((["--prior", "float16"], "per-tensor integer grids"),
+                     (["--prior", "uint3c"], "per-tensor integer grids"),
+                     (["--prior", "uint2", "--prior-images", "0"], "at least 1"),
+                     (["--prior", "uint2", "--baseline", str(tmp_path / "none.pt")],
+                      "does not exist")):
+        assert main(["export", str(out / "stem" / "aecnn-x8"), "--out",
+                     str(tmp_path / "bad.pt"), *bad]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and "Traceback" not in err, err
 
 
 def test_rank_statistics():

@@ -97,8 +97,14 @@ def test_a_decoder_without_the_same_prior_refuses_the_packet():
         decode_packet(packet)
     with pytest.raises(PayloadError, match="coded with context prior"):
         decode_packet(packet, other)
-    with pytest.raises(PayloadError, match="one of 16 levels"):
+    with pytest.raises(PayloadError, match="only 16-level ones"):
         decode_packet(packet, _fit(16)[0])
+    # of several priors held (a variant's, one per grid), the one it was coded with decodes
+    reference = decode_packet(packet, prior)
+    assert torch.equal(decode_packet(packet, [_fit(16)[0], other, prior]), reference)
+    assert torch.equal(decode_packet(packet, (p for p in (prior, _fit(16)[0]))), reference)
+    with pytest.raises(PayloadError, match=f"holds {other.fingerprint_hex}, "):
+        decode_packet(packet, [other, _fit(4, n=7)[0], _fit(16)[0]])
 
 
 def test_corrupt_prior_payloads_raise_payload_errors_or_decode_in_range():

@@ -107,6 +107,23 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch):
     assert {(p["method"], p["quant"], p["ratio"])
             for p in table["curve"] if p["method"].endswith("_qat")} == {
         ("aecnn_qat", "uint2", 4), ("bottlenet++_qat", "uint2", 4)}
+    # context priors (wire coder 5) fitted on 4 training images: the narrow scale's records
+    # are measured again with them, the same accuracies, and every integer grid's codec names
+    # its prior; the trained records and the measurements of other cells do not change
+    old = {p: json.loads(p.read_text()) for p in (runs / "measure").rglob("*.json")}
+    assert main([*narrow, "--set", "prior_images=4"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in trained} == {p: before[p] for p in trained}
+    for p, rec in old.items():
+        new = json.loads(p.read_text())
+        if p.name != "baseline.json" and (not p.name.endswith("-x4.json") or "q1p90" in p.name):
+            assert new == rec, p.name
+            continue
+        # measured again at this scale's grids only (not the uint4@p99 added above)
+        assert new["prior_images"] == 4 and set(new["accuracy"]) <= set(rec["accuracy"])
+        assert new["accuracy"] == {k: rec["accuracy"][k] for k in new["accuracy"]}
+        for quant, codec in new["codec"].items():
+            assert ("prior" in codec) == (quant != "float32"), (p.name, quant)
+            assert len(codec.get("prior", "abcd")) == 4
 
     # Fig. 4 of the same scale from the seed-0 run
     assert main(["reproduce", "fig4", "--scale", "smoke", "--no-progress", *sum(

@@ -105,6 +105,61 @@ def test_variant_file_round_trip(variant_files, tmp_path):
         load_variant(bad)
 
 
+def test_context_priors_travel_in_the_variant_file_and_decode_on_the_server(
+        variant_files, photos, tmp_path):
+    """A variant exported with context priors (wire coder 5): the device codes its head
+    output with the prior, the server decodes it with the copy in its own file and answers
+    what the same grid sent uncoded gives; a server whose file lacks the prior refuses the
+    packet and goes on serving; a corrupt prior entry is a VariantError."""
+    import json
+
+    from aecnn.compression.prior import fit_head_priors
+    from aecnn.compression.quantize import QuantSpec
+    from aecnn.runtime.preprocess import Preprocessor
+
+    plain = load_variant(variant_files["r18-fr-x8"])
+    m = plain.meta
+    prep = Preprocessor(m.input_size, m.mean, m.std)
+    train = [(prep(data)[0], 0) for data in photos]
+    plain.priors = fit_head_priors(plain.head, train, {"uint2": QuantSpec.parse("uint2")}, 3)
+    with_prior = export_variant(plain, m, tmp_path / "prior.pt")
+    var = load_variant(with_prior)
+    assert list(var.priors) == ["uint2"] and var.priors["uint2"].images == 3
+    assert var.prior("uint2") is var.priors["uint2"] and var.prior("uint4") is None
+    bare = load_variant(variant_files["r18-fr-x8"])
+    assert bare.priors == {} and bare.codec("uint2", "auto").prior is None
+    run = Running({m.name: var})
+    try:
+        with Connection(run.host, run.port) as conn:
+            coded = CoInference(var, var.codec("uint2", "prior"), conn)
+            raw = CoInference(var, var.codec("uint2", "none"), conn)
+            for data in photos:
+                a, b = coded.infer(data), raw.infer(data)
+                assert a.coder == "prior" and a.cls == b.cls
+                assert a.score == pytest.approx(b.score, abs=1e-6)
+                assert a.bytes_up < b.bytes_up
+    finally:
+        run.stop()
+    run = Running({m.name: bare})
+    try:
+        with Connection(run.host, run.port) as conn:
+            with torch.inference_mode():
+                z = var.head(prep(photos[0]))[0]
+            packet, _ = var.codec("uint2", "prior").encode(z, m.kept, 64, m.name, m.point)
+            with pytest.raises(P.RemoteError, match="context prior"):
+                conn.call(P.Kind.FEATURE, packet.to_bytes())
+            assert CoInference(bare, bare.codec("uint2", "none"), conn).infer(photos[0])
+    finally:
+        run.stop()
+    blob = torch.load(with_prior, weights_only=True)
+    for bad, msg in (("not json", "unreadable"),
+                     (json.dumps({"uint4": var.priors["uint2"].to_dict()}), "levels"),
+                     (json.dumps({"uint2": {"format": "x"}}), "not a context prior")):
+        torch.save({**blob, "priors": bad}, tmp_path / "bad.pt")
+        with pytest.raises(VariantError, match=msg):
+            load_variant(tmp_path / "bad.pt")
+
+
 def test_co_inference_matches_the_whole_model(served, photos):
     run, variants = served
     v = variants["r18-fr-x8"]

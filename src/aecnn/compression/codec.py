@@ -14,6 +14,7 @@ and ``auto`` then weighs it with the others; the decoder needs the same prior.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +30,7 @@ from aecnn.compression.entropy import (
     per_channel_bits,
 )
 from aecnn.compression.errors import PayloadError
-from aecnn.compression.prior import ContextPrior, PriorError
+from aecnn.compression.prior import FINGERPRINT_BYTES, ContextPrior, PriorError
 from aecnn.compression.quantize import DType, QuantSpec, dequantize, quantize
 from aecnn.compression.wire import Packet, PacketHeader
 
@@ -167,9 +168,38 @@ class FeatureCodec:
                                    len(packet.to_bytes()), name)
 
 
-def decode_packet(packet: Packet, prior: ContextPrior | None = None) -> torch.Tensor:
+def pick_prior(priors: ContextPrior | Iterable[ContextPrior] | None, levels: int,
+               payload: bytes) -> ContextPrior:
+    """Of ``priors``, the one a prior-coded ``payload`` of ``levels`` levels was coded with
+    (its first two bytes are the prior's fingerprint).
+
+    Raises:
+        PayloadError: none has those levels (or that fingerprint).
+    """
+    held = ([] if priors is None else [priors] if isinstance(priors, ContextPrior)
+            else list(priors))
+    same = [p for p in held if p.levels == levels]
+    if not same:
+        have = ("none" if not held else
+                "only " + ", ".join(sorted({f"{p.levels}-level" for p in held})) + " ones")
+        raise PayloadError(f"packet is coded with a {levels}-level context prior and this "
+                           f"end holds {have}")
+    if len(same) == 1:
+        return same[0]  # its decode names a fingerprint mismatch
+    got = int.from_bytes(bytes(payload[:FINGERPRINT_BYTES]), "little")
+    for p in same:
+        if p.fingerprint == got:
+            return p
+    raise PayloadError(f"payload was coded with context prior {got:04x}; this end holds "
+                       + ", ".join(p.fingerprint_hex for p in same))
+
+
+def decode_packet(packet: Packet,
+                  prior: ContextPrior | Iterable[ContextPrior] | None = None) -> torch.Tensor:
     """Payload -> float32 tensor of the kept shape ``(K, H, W)``. ``prior``: the context
-    prior a ``prior``-coded packet (coder 5) was coded with.
+    prior a ``prior``-coded packet (coder 5) was coded with, or the priors this end holds
+    (a variant's, one per grid), of which the one with the packet's levels and fingerprint
+    decodes it.
 
     Raises:
         PayloadError: the payload does not decode to the declared shape, or it is
@@ -181,10 +211,7 @@ def decode_packet(packet: Packet, prior: ContextPrior | None = None) -> torch.Te
     sym_shape = shape if h.dtype == DType.UINT else (
         shape[0], shape[1], shape[2] * (4 if h.dtype == DType.FLOAT32 else 2))
     if h.coder == PRIOR_CODER_ID:
-        if prior is None or prior.levels != spec.levels:
-            have = "none" if prior is None else f"one of {prior.levels} levels"
-            raise PayloadError(f"packet is coded with a {spec.levels}-level context prior "
-                               f"and this end holds {have}")
+        prior = pick_prior(prior, spec.levels, packet.payload)
         symbols = prior.decode(packet.payload, sym_shape)
     else:
         symbols = CODERS_BY_ID[h.coder].decode(packet.payload, sym_shape, spec.levels)

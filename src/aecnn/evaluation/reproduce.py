@@ -24,8 +24,8 @@ import torch
 from tqdm import tqdm
 
 from aecnn.compression.codec import FeatureCodec, decode_packet
-from aecnn.compression.prior import ContextPrior
-from aecnn.compression.quantize import DType, QuantSpec, dequantize, quantize
+from aecnn.compression.prior import fit_head_priors
+from aecnn.compression.quantize import QuantSpec, dequantize, quantize
 from aecnn.compression.wire import Packet
 from aecnn.config import load_config
 from aecnn.errors import RecordError
@@ -255,23 +255,6 @@ def quant_names(cfg: ReproConfig) -> list[str]:
 
 
 @torch.inference_mode()
-def fit_priors(var, train, specs: dict[str, QuantSpec | None], n: int, progress: bool
-               ) -> dict[str, ContextPrior]:
-    """The context prior of ``var``'s head output through each integer grid of ``specs``,
-    fitted on ``n`` training images (spread over the class-sorted split)."""
-    specs = {k: v for k, v in specs.items() if v is not None and v.dtype == DType.UINT}
-    if not specs or n <= 0:
-        return {}
-    idx = subset_indices(len(train), n, "spread")
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(train, idx), batch_size=64)
-    symbols: dict[str, list[np.ndarray]] = {k: [] for k in specs}
-    for x, _ in tqdm(loader, desc="fit priors", leave=False, disable=not progress):
-        for z in var.head(x).float().cpu().numpy():
-            for name, spec in specs.items():
-                symbols[name].append(quantize(z, spec)[0])
-    return {name: ContextPrior.fit(symbols[name], spec.levels) for name, spec in specs.items()}
-
-
 @torch.inference_mode()
 def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
                   point: str | None = None, quants: list[str] | None = None,
@@ -279,7 +262,7 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
     """Accuracy and bits per element and coding times at each of ``quants`` (default:
     :func:`quant_names`), of a stage folder (or of a baseline checkpoint cut at ``point``).
     With ``cfg.prior_images`` and the ``train`` split, every integer grid's codec also holds
-    the network's context prior for that grid (:func:`fit_priors`)."""
+    the network's context prior for that grid (:func:`~aecnn.compression.prior.fit_head_priors`)."""
     from aecnn.runtime.variant import Variant, meta_from_baseline, meta_from_stage
 
     meta, state = (meta_from_stage(folder) if point is None
@@ -302,7 +285,7 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
             zq = z if spec is None else _requant(z, spec)
             correct[name] += int((var.server(zq).argmax(1) == y).sum())
     acc = {k: 100.0 * v / len(idx) for k, v in correct.items()}
-    priors = (fit_priors(var, train, specs, cfg.prior_images, progress)
+    priors = (fit_head_priors(var.head, train, specs, cfg.prior_images, progress)
               if train is not None else {})
     codec = {}
     for name in specs:

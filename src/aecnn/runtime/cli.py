@@ -45,12 +45,18 @@ def collect_images(paths: list[str], test: int | None, data: str | None) -> list
 def cmd_export(args: argparse.Namespace) -> int:
     from aecnn.runtime.variant import export_from
 
-    meta = export_from(args.source, args.out, args.point, args.name, args.best)
+    var = export_from(args.source, args.out, args.point, args.name, args.best,
+                      tuple(args.prior or ()), args.prior_images, args.baseline,
+                      progress=not args.no_progress)
+    meta = var.meta
     acc = f", test top-1 {meta.test_top1:.2f} %" if meta.test_top1 is not None else ""
     kept = len(meta.kept) if meta.kept else meta.channels
     shape = f" ({meta.fr_shape})" if meta.fr_shape else ""
     print(f"{meta.name}: {meta.model_name} cut at {meta.point}, bridge {meta.bridge}{shape}, "
           f"V={meta.ratio} ({kept}/{meta.channels} channels){acc} -> {args.out}")
+    for grid, prior in var.priors.items():
+        print(f"  context prior for {grid}: {prior.fingerprint_hex} ({prior.levels} levels, "
+              f"fitted on {prior.images} training tensors; wire coder 5)")
     return 0
 
 
@@ -87,7 +93,6 @@ def summarize(results: list[dict]) -> dict:
 def cmd_infer(args: argparse.Namespace) -> int:
     import torch
 
-    from aecnn.compression.codec import FeatureCodec
     from aecnn.runtime.client import CoInference, Connection, FullOffloading, LocalComputing
     from aecnn.runtime.units import parse_rate
     from aecnn.runtime.variant import load_variant
@@ -128,7 +133,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
             if not args.server:
                 raise AecnnError("--mode co needs --server HOST:PORT")
             conn = Connection(*parse_address(args.server)).connect()
-            codec = FeatureCodec(args.quant, args.coder, parse_rate(args.rate))
+            codec = var.codec(args.quant, args.coder, parse_rate(args.rate))
             runner = CoInference(var, codec, conn)
     results = []
     try:
@@ -222,6 +227,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="variant name (default: model-point-bridge-xV)")
     p.add_argument("--best", action="store_true",
                    help="for aecnn-xV: the FR shape with the best validation accuracy")
+    p.add_argument("--prior", action="append", metavar="GRID",
+                   help="fit a context prior (wire coder 5) for this integer grid, e.g. "
+                        "uint2@p90, on training images and store it in the file (repeatable)")
+    p.add_argument("--prior-images", type=int, default=1000, metavar="N",
+                   help="training images each prior is fitted on (default 1000)")
+    p.add_argument("--baseline", help="baseline best.pt whose training split fits the priors "
+                                      "(default: the one the stage was trained from)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("serve", help="run the edge server")
@@ -250,7 +263,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="float32 | float16 | uintN[c][@pNN] (c: per channel; @pNN: the "
                         "grid's top level at the NN-th percentile, larger values saturate)")
     p.add_argument("--coder", default="auto",
-                   help="none | zstd | memoryless | per-channel | context | auto")
+                   help="none | zstd | memoryless | per-channel | context | prior (the variant's "
+                        "context prior for --quant, from aecnn export --prior) | auto")
     p.add_argument("--rate", default="10Mbps", help="uplink rate that --coder auto assumes")
     p.add_argument("--threads", type=int, default=1, help="device torch threads (1: weak)")
     p.add_argument("--cpu-quota", type=float, help="also cap the device at this many CPUs "

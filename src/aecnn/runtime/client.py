@@ -219,7 +219,7 @@ class AdaptiveCoInference:
     def __init__(self, variants: dict[str, Variant], policy, conn: Connection,
                  quant: str = "float32") -> None:
         self.policy, self.conn, self.quant = policy, conn, quant
-        self.runners = {n: CoInference(v, FeatureCodec(quant, "none"), conn)
+        self.runners = {n: CoInference(v, v.codec(quant, "none"), conn)
                         for n, v in variants.items()}
         missing = set(policy.profile.variants) - set(variants)
         if policy.names is None and missing:
@@ -230,7 +230,7 @@ class AdaptiveCoInference:
         runner = self.runners[name]
         coder = self.policy.profile.variant(name).best_coder(self.policy.rate,
                                                              self.policy.profile.t_rtt)
-        runner.codec = FeatureCodec(self.quant, coder)
+        runner.codec = runner.variant.codec(self.quant, coder)
         result = runner.infer(image)
         self.policy.observe(result.bytes_up, result.t_com)
         return result

@@ -60,7 +60,6 @@ def run_client(plan_file: str, out_file: str) -> None:
     """Device process: every planned request; one JSON record per point."""
     import torch
 
-    from aecnn.compression.codec import FeatureCodec
     from aecnn.runtime.client import CoInference, Connection, FullOffloading, LocalComputing
     from aecnn.runtime.variant import load_variant
 
@@ -78,8 +77,8 @@ def run_client(plan_file: str, out_file: str) -> None:
     for point in plan["points"]:
         photos = [Path(p).read_bytes() for p in point["photos"]]
         if point["mode"] == "co":
-            runner = CoInference(variant(point["variant"]),
-                                 FeatureCodec(plan["quant"], point["coder"]), conn)
+            var = variant(point["variant"])
+            runner = CoInference(var, var.codec(plan["quant"], point["coder"]), conn)
         elif point["mode"] == "local":
             runner = LocalComputing(variant(point["variant"]))
         else:

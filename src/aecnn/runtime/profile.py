@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from aecnn.compression.codec import FeatureCodec, decode_packet
+from aecnn.compression.codec import decode_packet
 from aecnn.compression.wire import Packet
 from aecnn.runtime.latency import CoderCost, ImageCost, LatencyProfile, VariantCost
 from aecnn.runtime.preprocess import Preprocessor
@@ -98,7 +98,7 @@ def profile_variant(v: Variant, images: Sequence[bytes], coders: Sequence[str],
     prep = Preprocessor(m.input_size, m.mean, m.std)
     t_pre, t_iot, t_fr, t_es = [], [], [], []
     enc: dict[str, list] = {c: [] for c in coders}
-    codecs = {c: FeatureCodec(quant, c) for c in coders}
+    codecs = {c: v.codec(quant, c) for c in coders}
     z = None
     for data in images:
         with _Threads(device_threads):
@@ -120,8 +120,9 @@ def profile_variant(v: Variant, images: Sequence[bytes], coders: Sequence[str],
         with _Threads(server_threads):
             for c in coders:
                 wire = enc[c][-1][2]
-                t_dec = _median_time(lambda w=wire: decode_packet(Packet.from_bytes(w)),
-                                     repeats)
+                t_dec = _median_time(
+                    lambda w=wire: decode_packet(Packet.from_bytes(w), v.priors.values()),
+                    repeats)
                 enc[c][-1] = (*enc[c][-1][:2], t_dec)
             r = v.bridge(z)
             t_fr.append(_median_time(_on_server_thread(lambda z=z: v.bridge(z)), repeats))

@@ -263,7 +263,7 @@ class EdgeServer:
         if h.kept_shape != self.expect[h.model]:
             raise AecnnError(f"packet holds a {h.kept_shape} tensor, variant {h.model} "
                              f"expects {self.expect[h.model]}")
-        return h.model, decode_packet(packet)[None]
+        return h.model, decode_packet(packet, v.priors.values())[None]
 
     def _batcher(self, name: str, full: bool) -> _Batcher:
         key = (name, full)

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from aecnn.compression.codec import FeatureCodec
+from aecnn.compression.prior import ContextPrior, PriorError, fit_head_priors
 from aecnn.compression.pruning import pruned_head
 from aecnn.compression.quantize import DType, QuantSpec
 from aecnn.compression.recovery import FeatureRecovery, ZeroFill
@@ -115,26 +117,71 @@ class Variant(nn.Module):
             bridge = BottleNetDecoder(sp.channels, meta.ratio, meta.spatial,
                                       sp.spatial(meta.input_size))
         self.head, self.bridge, self.tail = head, bridge, tail
+        # grid name (``uint2@p90``) -> the context prior both ends code that grid with
+        self.priors: dict[str, ContextPrior] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.tail(self.bridge(self.head(x)))
+
+    def prior(self, quant: str | QuantSpec) -> ContextPrior | None:
+        """This variant's context prior for the grid ``quant`` (None: it holds none)."""
+        spec = quant if isinstance(quant, QuantSpec) else QuantSpec.parse(quant)
+        return next((p for g, p in self.priors.items() if QuantSpec.parse(g) == spec), None)
+
+    def codec(self, quant: str | QuantSpec = "float32", coder: str = "auto",
+              rate_bps: float = 10e6) -> FeatureCodec:
+        """The device's codec for this variant's head output: grid ``quant``, coder
+        ``coder`` (``auto`` also weighs the ``prior`` coder when the variant holds a prior
+        for that grid), ``auto`` assuming an uplink of ``rate_bps``."""
+        return FeatureCodec(quant, coder, rate_bps, prior=self.prior(quant))
 
     def server(self, z: torch.Tensor) -> torch.Tensor:
         return self.tail(self.bridge(z))
 
 
-def export_variant(net: nn.Module, meta: VariantMeta, path: str | Path) -> Path:
+def export_variant(net: nn.Module, meta: VariantMeta, path: str | Path,
+                   priors: dict[str, ContextPrior] | None = None) -> Path:
     """Write a variant file: ``meta`` plus the state of ``net`` (a ``SplitNet`` or
-    :class:`Variant` with ``head``, ``bridge`` and ``tail``)."""
+    :class:`Variant` with ``head``, ``bridge`` and ``tail``) and the context priors of its
+    integer grids (``priors``, default ``net.priors``: grid name -> prior)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    priors = getattr(net, "priors", {}) if priors is None else priors
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    torch.save({"format": FORMAT, "meta": json.dumps(meta.to_dict()), "state": state}, path)
+    blob = {"format": FORMAT, "meta": json.dumps(meta.to_dict()), "state": state}
+    if priors:
+        blob["priors"] = json.dumps({k: p.to_dict() for k, p in priors.items()})
+    torch.save(blob, path)
     return path
 
 
+def _priors(path: str | Path, text: Any) -> dict[str, ContextPrior]:
+    """The ``priors`` entry of a variant file: grid name -> prior, each checked."""
+    if text is None:
+        return {}
+    try:
+        raw = json.loads(text)
+        if not isinstance(raw, dict):
+            raise TypeError
+    except (TypeError, json.JSONDecodeError):
+        raise VariantError(f"{path}: the variant's context priors are unreadable") from None
+    out = {}
+    for name, d in raw.items():
+        try:
+            spec = QuantSpec.parse(str(name))
+            prior = ContextPrior.from_dict(d)
+        except AecnnError as exc:
+            raise VariantError(f"{path}: context prior {name!r}: {exc}") from None
+        if spec.dtype != DType.UINT or spec.levels != prior.levels:
+            raise VariantError(f"{path}: context prior {name!r} has {prior.levels} levels, "
+                               f"which is not that grid's")
+        out[str(name)] = prior
+    return out
+
+
 def load_variant(path: str | Path, input_size: int | None = None) -> Variant:
-    """Read a variant file (``weights_only=True``) and build its network in eval mode.
+    """Read a variant file (``weights_only=True``) and build its network in eval mode, with
+    its context priors (``Variant.priors``; none in files exported without ``--prior``).
 
     ``input_size`` runs the network at another input size than it was trained at (the
     networks are fully convolutional up to global pooling), e.g. the paper's 224 px for
@@ -158,6 +205,7 @@ def load_variant(path: str | Path, input_size: int | None = None) -> Variant:
     except (RuntimeError, KeyError) as exc:
         first = str(exc).splitlines()[0][:200]
         raise VariantError(f"{path}: weights do not fit the variant: {first}") from None
+    var.priors = _priors(path, blob.get("priors"))
     return var.eval()
 
 
@@ -256,13 +304,60 @@ def best_sibling(folder: Path) -> Path:
     return max(cands, key=lambda p: (_record(p)["val_top1"], p == folder))
 
 
+def train_split_of(source: str | Path, baseline: str | Path | None = None):
+    """The training split (eval transforms) a stage folder or baseline checkpoint was trained
+    on: the data of the baseline checkpoint the stage's config names (or ``baseline``)."""
+    from aecnn.config import load_config
+    from aecnn.training.baseline import load_manifest, make_split
+    from aecnn.training.checkpoint import load_checkpoint
+    from aecnn.training.config import TrainConfig
+
+    source = Path(source)
+    try:
+        if baseline is None:
+            if source.is_dir():
+                cfg = load_checkpoint(source / "best.pt", ("config",))["config"]
+                if not isinstance(cfg, dict) or "baseline" not in cfg:
+                    raise VariantError(f"{source}: its checkpoint does not name its baseline; "
+                                       "give --baseline")
+                baseline = cfg["baseline"]
+            else:
+                baseline = source
+        ckpt = load_checkpoint(baseline, ("config", "model_name"))
+    except CheckpointError as exc:
+        raise VariantError(f"{exc} (the baseline whose training split fits the priors)"
+                           ) from None
+    bcfg = load_config(TrainConfig, base=ckpt["config"])
+    spec = get_spec(ckpt["model_name"])
+    root, manifest = load_manifest(bcfg.data)
+    return make_split(bcfg.data, root, manifest, "train", spec.mean, spec.std, progress=False)
+
+
 def export_from(source: str | Path, out: str | Path, point: str | None = None,
-                name: str | None = None, best: bool = False) -> VariantMeta:
+                name: str | None = None, best: bool = False, priors: tuple[str, ...] = (),
+                prior_images: int = 1000, baseline: str | Path | None = None,
+                progress: bool = False) -> Variant:
     """``aecnn export``: a stage folder, or a baseline checkpoint with ``point``, to a file.
-    ``best``: among the FR shapes trained for that stage, the best by validation accuracy."""
+    ``best``: among the FR shapes trained for that stage, the best by validation accuracy.
+    ``priors``: integer grids (``uint2@p90``) whose context prior (wire coder 5) is fitted on
+    ``prior_images`` training images and stored in the file, for both ends; the training
+    split is the baseline's (``baseline``, default: the one the stage was trained from).
+    Returns the exported network (its ``meta`` and ``priors``)."""
     source = best_sibling(Path(source)) if best else Path(source)
     if not source.exists():
         raise VariantError(f"{source} does not exist")
+    specs = {}
+    for grid in priors:
+        try:
+            spec = QuantSpec.parse(str(grid))
+        except AecnnError as exc:
+            raise VariantError(f"--prior {grid}: {exc}") from None
+        if spec.dtype != DType.UINT or spec.per_channel:
+            raise VariantError(f"--prior {grid}: context priors are for per-tensor integer "
+                               "grids (uintB or uintB@pNN)")
+        specs[str(grid)] = spec
+    if specs and prior_images < 1:
+        raise VariantError("--prior-images must be at least 1")
     if source.is_dir():
         meta, state = meta_from_stage(source, name)
     else:
@@ -274,5 +369,12 @@ def export_from(source: str | Path, out: str | Path, point: str | None = None,
         var.load_state_dict(state)
     except RuntimeError as exc:
         raise VariantError(f"{source}: weights do not fit: {str(exc).splitlines()[0]}") from None
+    var.eval()
+    if specs:
+        train = train_split_of(source, baseline)
+        try:
+            var.priors = fit_head_priors(var.head, train, specs, prior_images, progress)
+        except PriorError as exc:
+            raise VariantError(f"fitting the context priors: {exc}") from None
     export_variant(var, meta, out)
-    return meta
+    return var
