@@ -156,6 +156,14 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.action == "download":
         print(f"Caltech-101 ready at {download(args.to)}")
         return 0
+    if args.action == "pack":
+        from aecnn.data.pack import pack
+
+        n, size = pack(resolve_root(args.data), Path(args.to), args.shorter_side, args.format,
+                       args.quality, args.tar, progress=not args.no_progress)
+        print(f"{n} images, {size / 2**20:.1f} MiB ({args.format} q{args.quality}, shorter "
+              f"side {args.shorter_side} px) -> {args.to}")
+        return 0
     root = resolve_root(args.data)
     m = load_or_make(args.manifest, root, args.seed)
     print(f"Caltech-101 at {root}: {len(m.classes)} classes; train {len(m.train)}, "
@@ -302,10 +310,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=101)
     p.set_defaults(func=cmd_split)
 
-    p = sub.add_parser("data", help="dataset: show the split, or download")
-    p.add_argument("action", choices=("info", "download"))
+    p = sub.add_parser("data", help="dataset: show the split, download, or pack a compact "
+                                    "copy for a remote machine")
+    p.add_argument("action", choices=("info", "download", "pack"))
     p.add_argument("--data")
-    p.add_argument("--to", default="data", help="download target folder")
+    p.add_argument("--to", default="data", help="download / pack target folder (a tar file "
+                                                "with --tar)")
+    p.add_argument("--shorter-side", type=int, default=146,
+                   help="pack: shorter side in px (146: what 128 px inputs are cropped from)")
+    p.add_argument("--format", choices=("webp", "jpeg"), default="webp", help="pack: codec")
+    p.add_argument("--quality", type=int, default=85, help="pack: codec quality 1-100")
+    p.add_argument("--tar", action="store_true", help="pack: one uncompressed tar file")
+    p.add_argument("--no-progress", action="store_true")
     p.add_argument("--manifest", default="configs/splits/caltech101_seed0.json")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_data)

@@ -197,7 +197,8 @@ def fit_head_priors(head, dataset, specs: dict, images: int, progress: bool = Fa
     symbols: dict[str, list[np.ndarray]] = {k: [] for k in specs}
     with torch.inference_mode():
         for x, _ in tqdm(loader, desc="fit priors", leave=False, disable=not progress):
-            for z in head(x).float().cpu().numpy():
+            device = next(head.parameters(), torch.empty(0)).device
+            for z in head(x.to(device)).float().cpu().numpy():
                 for name, spec in specs.items():
                     symbols[name].append(quantize(z, spec)[0])
     return {name: ContextPrior.fit(symbols[name], spec.levels) for name, spec in specs.items()}

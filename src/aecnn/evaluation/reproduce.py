@@ -87,6 +87,8 @@ class ReproConfig:
     codec_images: int = 16           # test images for bits per element and coding times
     prior_images: int = 0            # training images each network's context prior is
                                      # fitted on, per integer grid (0: no prior coder)
+    measure_device: str = "cpu"      # where measurement runs the networks ("auto": a GPU if
+                                     # there is one); coding is always timed on the CPU
     measure_out: str = "runs/reproduce/cpu"
     results: str = "results/reproduction/cpu"
     scale: str = "cpu"
@@ -267,9 +269,12 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
 
     meta, state = (meta_from_stage(folder) if point is None
                    else meta_from_baseline(folder, point))
+    from aecnn.training.loop import resolve_device
+
+    device = resolve_device(cfg.measure_device)
     var = Variant(meta)
     var.load_state_dict(state)
-    var.eval()
+    var.eval().to(device)
     n = len(dataset)
     idx = subset_indices(n, cfg.quant_images, cfg.quant_subset)
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, idx), batch_size=64)
@@ -278,12 +283,12 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
     correct = dict.fromkeys(specs, 0)
     feats = []
     for x, y in tqdm(loader, desc=folder.name, leave=False, disable=not progress):
-        z = var.head(x)
+        z = var.head(x.to(device))
         if len(feats) < cfg.codec_images:
-            feats += list(z[: cfg.codec_images - len(feats)])
+            feats += list(z[: cfg.codec_images - len(feats)].cpu())
         for name, spec in specs.items():
             zq = z if spec is None else _requant(z, spec)
-            correct[name] += int((var.server(zq).argmax(1) == y).sum())
+            correct[name] += int((var.server(zq).argmax(1).cpu() == y).sum())
     acc = {k: 100.0 * v / len(idx) for k, v in correct.items()}
     priors = (fit_head_priors(var.head, train, specs, cfg.prior_images, progress)
               if train is not None else {})
