@@ -74,6 +74,19 @@ class QuantSpec:
         raise AecnnError(f"unknown quantisation {text!r}: float32, float16, uintN, uintNc, "
                          "or either with @pNN (grid clipped at the NN-th percentile)")
 
+    @staticmethod
+    def parse_tensor_grid(text: str) -> QuantSpec:
+        """:meth:`parse`, for a per-tensor integer grid only (``uint2``, ``uint1@p90``):
+        what fake quantisation simulates and context priors are fitted for.
+
+        Raises:
+            AecnnError: not a quantisation, or a float or per-channel one.
+        """
+        spec = QuantSpec.parse(str(text))
+        if spec.dtype != DType.UINT or spec.per_channel:
+            raise AecnnError(f"{text!r} is not a per-tensor integer grid (uintB or uintB@pNN)")
+        return spec
+
     @property
     def tag(self) -> str:
         """The spec in a file or stage name: ``"2"`` (``uint2``), ``"2p90"`` (``uint2@p90``),

@@ -349,13 +349,10 @@ def export_from(source: str | Path, out: str | Path, point: str | None = None,
     specs = {}
     for grid in priors:
         try:
-            spec = QuantSpec.parse(str(grid))
+            specs[str(grid)] = QuantSpec.parse_tensor_grid(grid)
         except AecnnError as exc:
-            raise VariantError(f"--prior {grid}: {exc}") from None
-        if spec.dtype != DType.UINT or spec.per_channel:
-            raise VariantError(f"--prior {grid}: context priors are for per-tensor integer "
-                               "grids (uintB or uintB@pNN)")
-        specs[str(grid)] = spec
+            raise VariantError(f"--prior {grid}: {exc}; context priors are for per-tensor "
+                               "integer grids") from None
     if specs and prior_images < 1:
         raise VariantError("--prior-images must be at least 1")
     if source.is_dir():

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from aecnn.compression.attention import ChannelAttention, channel_importance, keep_indices
 from aecnn.compression.pruning import pruned_head
 from aecnn.compression.qat import FakeQuant
-from aecnn.compression.quantize import DType, QuantSpec
+from aecnn.compression.quantize import QuantSpec
 from aecnn.compression.recovery import FeatureRecovery, ZeroFill
 from aecnn.config import load_config, save_config, to_dict
 from aecnn.errors import AecnnError, ConfigError
@@ -93,12 +93,9 @@ class StagesConfig:
         specs: list[QuantSpec] = []
         for text in self.qat_grids:
             try:
-                spec = QuantSpec.parse(str(text))
+                spec = QuantSpec.parse_tensor_grid(text)
             except AecnnError as exc:
                 raise ConfigError(f"qat_grids: {exc}") from None
-            if spec.dtype != DType.UINT or spec.per_channel:
-                raise ConfigError(f"qat_grids: {text!r} is not a per-tensor integer grid "
-                                  "(uintB or uintB@pNN)")
             if spec in specs:
                 raise ConfigError(f"qat_grids: {text!r} is listed twice")
             specs.append(spec)
