@@ -19,6 +19,8 @@ import numpy as np
 from aecnn.compression.codec import FeatureCodec, decode_packet
 from aecnn.compression.entropy import CODERS
 from aecnn.compression.errors import PacketError
+from aecnn.compression.prior import ContextPrior
+from aecnn.compression.quantize import QuantSpec
 from aecnn.compression.wire import Limits, Packet
 
 _QUANTS = ("float32", "float16", "uint8", "uint4", "uint4c", "uint2")
@@ -36,6 +38,26 @@ def seed_packets(rng: np.random.Generator, count: int = 24) -> list[bytes]:
         idx = tuple(sorted(rng.choice(total, c, replace=False).tolist()))
         packet, _ = FeatureCodec(quant, coder).encode(x, idx, total, "resnet50", "stem")
         out.append(packet.to_bytes())
+    # prior-coded packets (coder 5), decoded with the same priors (:func:`fuzz_priors`)
+    priors = fuzz_priors()
+    for quant in ("uint8", "uint4", "uint2", "uint1"):
+        c, h, w = (int(v) for v in rng.integers(1, 7, 3))
+        x = np.maximum(rng.normal(size=(c, h, w)), 0).astype(np.float32)
+        spec = QuantSpec.parse(quant)
+        codec = FeatureCodec(spec, "prior", prior=priors[spec.levels])
+        out.append(codec.encode(x, tuple(range(c)), c, "resnet50", "stem")[0].to_bytes())
+    return out
+
+
+def fuzz_priors() -> dict[int, ContextPrior]:
+    """Context priors of 256, 16, 4 and 2 levels, fitted on fixed random tensors: what the
+    fuzzer's prior-coded packets are coded and decoded with."""
+    rng = np.random.default_rng(1234)
+    out = {}
+    for bits in (8, 4, 2, 1):
+        levels = 1 << bits
+        tensors = [rng.integers(0, levels, (3, 6, 6)).astype(np.uint8) for _ in range(4)]
+        out[levels] = ContextPrior.fit(tensors, levels)
     return out
 
 
@@ -71,6 +93,7 @@ class FuzzReport:
     parsed: int
     decoded: int
     errors: dict[str, int]
+    decoded_by_coder: dict[int, int]
     max_seconds: float
     escaped: list[str]
 
@@ -80,7 +103,9 @@ def run_fuzz(n: int, seed: int = 0, limits: Limits = Limits(max_elements=1 << 16
     """Feed ``n`` mutated packets through ``from_bytes`` and ``decode_packet``."""
     rng = np.random.default_rng(seed)
     seeds = seed_packets(rng)
+    priors = list(fuzz_priors().values())
     errors: Counter[str] = Counter()
+    by_coder: Counter[int] = Counter()
     escaped: list[str] = []
     parsed = decoded = 0
     worst = 0.0
@@ -92,11 +117,13 @@ def run_fuzz(n: int, seed: int = 0, limits: Limits = Limits(max_elements=1 << 16
         try:
             packet = Packet.from_bytes(data, limits)
             parsed += 1
-            decode_packet(packet)
+            decode_packet(packet, priors)
             decoded += 1
+            by_coder[packet.header.coder] += 1
         except PacketError as exc:
             errors[type(exc).__name__] += 1
         except Exception as exc:  # a bug: recorded, reported, and fails the test
             escaped.append(f"{type(exc).__name__}: {exc} for {data.hex()}")
         worst = max(worst, time.perf_counter() - t0)
-    return FuzzReport(n, parsed, decoded, dict(errors), worst, escaped[:20])
+    return FuzzReport(n, parsed, decoded, dict(errors), dict(sorted(by_coder.items())), worst,
+                      escaped[:20])
