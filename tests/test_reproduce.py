@@ -350,6 +350,11 @@ def test_quant_subset_must_be_a_known_rule():
 
     with pytest.raises(ConfigError, match="quant_subset"):
         load_config(ReproConfig, "configs/reproduce/smoke.yaml", ["quant_subset=random"])
+    with pytest.raises(ConfigError, match="measure_device"):
+        load_config(ReproConfig, "configs/reproduce/smoke.yaml", ["measure_device=gpu0"])
+    for ok in ("auto", "cpu", "cuda:1"):
+        assert load_config(ReproConfig, "configs/reproduce/smoke.yaml",
+                           [f"measure_device={ok}"]).measure_device == ok
 
 
 def test_the_table_does_not_depend_on_the_order_of_its_records():

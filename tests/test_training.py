@@ -73,3 +73,12 @@ def test_resume_refuses_changed_config(caltech_root, tmp_path):
     assert main(args) == 0
     changed = [*args, "--resume", "--set", "optim.lr=0.2"]
     assert main(changed) == 2
+
+
+def test_a_bad_device_name_is_a_config_error():
+    from aecnn.errors import ConfigError
+    from aecnn.training.loop import resolve_device
+
+    with pytest.raises(ConfigError, match="not a torch device"):
+        resolve_device("gpu0")
+    assert resolve_device("cpu").type == "cpu" and resolve_device("auto").type in ("cpu", "cuda")

@@ -96,11 +96,17 @@ class ReproConfig:
     paper_table: str = "configs/reproduce/paper_table1.json"  # quoted, for the side by side
 
     def __post_init__(self) -> None:
-        if self.quant_subset not in SUBSET_RULES:
-            from aecnn.errors import ConfigError
+        from aecnn.errors import ConfigError
 
+        if self.quant_subset not in SUBSET_RULES:
             raise ConfigError(f"quant_subset: {self.quant_subset!r} is not one of "
                               f"{', '.join(SUBSET_RULES)}")
+        if self.measure_device != "auto":
+            try:
+                torch.device(self.measure_device)
+            except RuntimeError:
+                raise ConfigError(f"measure_device: {self.measure_device!r} is not a torch "
+                                  "device (auto, cpu, cuda, cuda:1, ...)") from None
 
 
 def _fmt(template: str, seed: int) -> str:

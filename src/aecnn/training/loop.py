@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from aecnn.errors import CheckpointError
+from aecnn.errors import CheckpointError, ConfigError
 from aecnn.training.checkpoint import load_checkpoint, save_checkpoint
 from aecnn.training.config import OptimConfig
 
@@ -31,9 +31,18 @@ _RESUME_FREE = {"out", "device", "threads", "data.workers", "data.root", "data.c
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto`` (a GPU if there is one, else the CPU) or a torch device name.
+
+    Raises:
+        ConfigError: not a device name.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device: {name!r} is not a torch device (auto, cpu, cuda, "
+                          "cuda:1, ...)") from None
 
 
 def seed_everything(seed: int) -> None:
