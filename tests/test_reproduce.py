@@ -404,3 +404,19 @@ def test_aecnn_and_bottlenet_are_paired_seed_by_seed():
     assert ("| stem | 16 | float32 | float32 | 0: -1.00, 1: +2.00 | +0.50 ± 2.12 | 1.50 | "
             "1 of 2 |") in text
     assert paired_by_seed([r for r in recs if r["seed"] == 0])[0]["n"] == 1
+
+
+def test_the_committed_partial_gpu_table_is_its_records_summary():
+    """results/reproduction/gpu128-longft-ratios/partial.md: every number of its table comes
+    from the committed stage records (scripts/stage_summary.py), none typed by hand."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("stage_summary",
+                                                  root / "scripts" / "stage_summary.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    folder = root / "results" / "reproduction" / "gpu128-longft-ratios"
+    summary = mod.main(folder / "records")
+    assert summary in (folder / "partial.md").read_text()
+    assert "| 16 | 67.05 (-1.96) | 68.03 (-0.98) | 66.53 (-2.48) |" in summary
