@@ -138,6 +138,33 @@ def test_all_stages_kill_and_resume(caltech_root, tmp_path, capsys):
         err = capsys.readouterr().err
         assert msg in err and "Traceback" not in err, err
 
+    # aecnn bench prior: bytes with priors fitted on 1 and 20 training images, without one,
+    # and with the oracle prior, from real payloads; the record, its table and its figure
+    bench = tmp_path / "bench"
+    assert main(["bench", "prior", "--stage", str(out / "stem" / "aecnn-x8"), "--grid",
+                 "uint2", "--prior-images", "1", "20", "--test-images", "12", "--no-link",
+                 "--out", str(bench), "--no-progress"]) == 0
+    rec = json.loads((bench / "prior.json").read_text())["fitting"]
+    assert [r["images"] for r in rec["priors"]] == [1, 20] and rec["test_images"] == 12
+    assert rec["elements"] == 8 * 8 * 8 and rec["float32_bytes"] == 4 * 512
+    assert rec["oracle_bytes"] <= min(r["bytes"] for r in rec["priors"]) + 2
+    assert 0 < rec["oracle_bytes"] < rec["no_prior"]["bytes"] <= 512 * 2 / 8 + 64
+    assert (bench / "prior.png").stat().st_size > 1000
+    assert "oracle prior" in (bench / "prior.md").read_text()
+    # over a shaped link (where namespaces work): the same classes both ways, fewer bytes
+    assert main(["bench", "prior", "--stage", str(out / "stem" / "aecnn-x8"), "--grid",
+                 "uint2", "--prior-images", "20", "--test-images", "4", "--rate", "5Mbps",
+                 "--requests", "3", "--out", str(bench), "--no-progress"]) == 0
+    link = json.loads((bench / "prior.json").read_text())["link"]
+    if "skipped" not in link:
+        assert link["same_classes"] and link["requests"] == 3 and link["link"]["ok"]
+        assert link["prior"]["coders"] == ["prior"] and "prior" not in link["no_prior"]["coders"]
+        assert 0 < link["prior"]["bytes_up"] < link["no_prior"]["bytes_up"]
+        assert "shaped link" in (bench / "prior.md").read_text()
+    capsys.readouterr()
+    assert main(["bench", "prior", "--out", str(bench)]) == 2
+    assert "--stage" in capsys.readouterr().err
+
 
 def test_rank_statistics():
     import numpy as np

@@ -135,10 +135,13 @@ def _predict(profile, point: dict, rate_bps: float) -> float:
                                 image=point["size"])["total"]
 
 
-def _start_server(link, files: list[str], cfg: Fig5Config, log: Path) -> subprocess.Popen:
+def start_server(link, files: list[str], log: Path, input_size: int | None = None,
+                 threads: int = 1) -> subprocess.Popen:
+    """``aecnn serve files`` in the link's edge namespace on :data:`PORT`, once it listens
+    (its stderr goes to ``log``)."""
     argv = [sys.executable, "-m", "aecnn", "serve", *files, "--host", link.edge_ip,
-            "--port", str(PORT), "--input-size", str(cfg.input_size),
-            "--threads", str(cfg.server_threads)]
+            "--port", str(PORT), "--threads", str(threads),
+            *(["--input-size", str(input_size)] if input_size else [])]
     proc = link.popen("edge", argv, stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
     deadline = time.monotonic() + 120
     assert proc.stdout is not None
@@ -196,7 +199,8 @@ def run_fig5(cfg: Fig5Config, progress: bool = True) -> dict:
             rtt = measure_rtt(link)
             prof = type(profile)(**{**profile.__dict__, "t_rtt": rtt})
             links.append({"rate_mbps": mbps, **check})
-            server = _start_server(link, list(files_all.values()), cfg, work / "server.log")
+            server = start_server(link, list(files_all.values()), work / "server.log",
+                                  cfg.input_size, cfg.server_threads)
             try:
                 pts = _points(cfg, files_all, names, ratios, photos, i == 0, prof, rate)
                 plan = {"host": link.edge_ip, "port": PORT, "threads": cfg.device_threads,

@@ -304,9 +304,11 @@ def best_sibling(folder: Path) -> Path:
     return max(cands, key=lambda p: (_record(p)["val_top1"], p == folder))
 
 
-def train_split_of(source: str | Path, baseline: str | Path | None = None):
-    """The training split (eval transforms) a stage folder or baseline checkpoint was trained
-    on: the data of the baseline checkpoint the stage's config names (or ``baseline``)."""
+def train_split_of(source: str | Path, baseline: str | Path | None = None,
+                   split: str = "train"):
+    """The training split (eval transforms; or another ``split``) a stage folder or baseline
+    checkpoint was trained on: the data of the baseline checkpoint the stage's config names
+    (or ``baseline``)."""
     from aecnn.config import load_config
     from aecnn.training.baseline import load_manifest, make_split
     from aecnn.training.checkpoint import load_checkpoint
@@ -330,7 +332,7 @@ def train_split_of(source: str | Path, baseline: str | Path | None = None):
     bcfg = load_config(TrainConfig, base=ckpt["config"])
     spec = get_spec(ckpt["model_name"])
     root, manifest = load_manifest(bcfg.data)
-    return make_split(bcfg.data, root, manifest, "train", spec.mean, spec.std, progress=False)
+    return make_split(bcfg.data, root, manifest, split, spec.mean, spec.std, progress=False)
 
 
 def export_from(source: str | Path, out: str | Path, point: str | None = None,

@@ -1,0 +1,200 @@
+"""``aecnn bench prior``: what a context prior (wire coder 5) buys one trained network.
+
+1. **Fitting size.** The network's head outputs on ``test_images`` test images (spread over
+   the split) through one integer grid, coded by ``auto`` without a prior (coders 0 and 2-4,
+   tables in every payload) and with priors fitted on 1, 3, 10, ... training images, and with
+   an *oracle* prior fitted on those test tensors themselves (the bound that no fitted
+   prior beats on average). Bytes per image are real payload lengths.
+2. **Over a shaped link** (``rate_bps``, root only; skipped with a note otherwise). The
+   network is exported twice, with and without the prior, and served by ``aecnn serve`` in
+   the link's edge namespace. ``aecnn infer`` (one torch thread, the weak device) then sends
+   the same test photos from the device namespace twice: with ``--coder prior``, and with
+   ``--coder auto`` and no prior. The record holds the median bytes up, the per-step times,
+   and whether every photo got the same class both ways (the coding is lossless, so it must).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from aecnn.compression.codec import FeatureCodec
+from aecnn.compression.prior import ContextPrior, fit_head_priors
+from aecnn.compression.quantize import QuantSpec, quantize
+from aecnn.errors import AecnnError
+
+DEFAULT_IMAGES = (1, 3, 10, 30, 100, 300, 1000, 3000)
+
+
+def _spread(n: int, k: int) -> list[int]:
+    return list(range(n)) if k >= n else np.linspace(0, n - 1, k).round().astype(int).tolist()
+
+
+@torch.inference_mode()
+def fitting_size(var, train, test, grid: str, images: tuple[int, ...], test_images: int,
+                 rate_bps: float, progress: bool = True) -> dict:
+    """Part 1: mean payload bytes per test image without a prior, with priors fitted on each
+    of ``images`` training images, and with the oracle prior."""
+    spec = QuantSpec.parse_tensor_grid(grid)
+    idx = _spread(len(test), test_images)
+    symbols = []
+    for i in tqdm(idx, desc="test tensors", leave=False, disable=not progress):
+        z = var.head(test[i][0][None])[0].float().cpu().numpy()
+        symbols.append(quantize(z, spec)[0])
+    plain = FeatureCodec(spec, "auto", rate_bps)
+    chosen: dict[str, int] = {}
+    sizes = []
+    for i in idx:
+        z = var.head(test[i][0][None])[0]
+        _, stats = plain.encode(z)
+        sizes.append(stats.payload_bytes)
+        chosen[stats.coder] = chosen.get(stats.coder, 0) + 1
+    rows = []
+    for n in tqdm([n for n in images if n <= len(train)], desc="priors", leave=False,
+                  disable=not progress):
+        t0 = time.perf_counter()
+        prior = fit_head_priors(var.head, train, {grid: spec}, n)[grid]
+        fit_s = time.perf_counter() - t0
+        rows.append({"images": n, "fit_s": fit_s, "fingerprint": prior.fingerprint_hex,
+                     "bytes": statistics.mean(len(prior.encode(s)) for s in symbols)})
+    oracle = ContextPrior.fit(symbols, spec.levels)
+    return {"grid": grid, "test_images": len(idx), "elements": int(symbols[0].size),
+            "float32_bytes": int(symbols[0].size) * 4,
+            "no_prior": {"bytes": statistics.mean(sizes), "coders": chosen},
+            "priors": rows,
+            "oracle_bytes": statistics.mean(len(oracle.encode(s)) for s in symbols)}
+
+
+def over_link(var, test, grid: str, prior: ContextPrior, rate_bps: float, requests: int,
+              work: Path) -> dict:
+    """Part 2: the same photos through ``aecnn serve`` / ``aecnn infer`` over a shaped link,
+    with ``--coder prior`` and with ``--coder auto`` and no prior."""
+    from aecnn.runtime.experiment import PORT, start_server
+    from aecnn.runtime.link import LinkSpec, LinkUnavailableError, ShapedLink, check_link
+    from aecnn.runtime.variant import export_variant
+
+    with_prior, bare = work / "with-prior.pt", work / "bare.pt"
+    export_variant(var, var.meta, with_prior, {grid: prior})
+    export_variant(var, var.meta, bare, {})
+    root = Path(test.root)
+    photos = [str(root / test.samples[i][0]) for i in _spread(len(test), requests)]
+    out: dict = {"rate_bps": rate_bps, "requests": len(photos)}
+    try:
+        with ShapedLink(LinkSpec(rate_bps)) as link:
+            out["link"] = check_link(link, 0.10, seconds=4.0)
+            server = start_server(link, [str(with_prior)], work / "server.log")
+            try:
+                for name, vfile, coder in (("prior", with_prior, "prior"),
+                                           ("no_prior", bare, "auto")):
+                    res = work / f"{name}.json"
+                    link.run("device", [sys.executable, "-m", "aecnn", "infer", *photos,
+                                        "--variant", str(vfile), "--server",
+                                        f"{link.edge_ip}:{PORT}", "--quant", grid,
+                                        "--coder", coder, "--rate", f"{rate_bps:g}bps",
+                                        "--threads", "1", "--json", str(res), "--quiet"],
+                             timeout=600)
+                    reqs = json.loads(res.read_text())["requests"]
+                    out[name] = {
+                        "classes": [r["cls"] for r in reqs],
+                        "coders": sorted({r["coder"] for r in reqs}),
+                        **{k: statistics.median(r[k] for r in reqs)
+                           for k in ("bytes_up", "t_enc", "t_com", "t_dec", "total")}}
+            finally:
+                server.terminate()
+                server.wait(10)
+    except LinkUnavailableError as exc:
+        return {**out, "skipped": f"shaped links unavailable here: {exc}"}
+    out["same_classes"] = out["prior"].pop("classes") == out["no_prior"].pop("classes")
+    return out
+
+
+def run_prior_bench(stage: str | Path, grid: str, images: tuple[int, ...] = DEFAULT_IMAGES,
+                    test_images: int = 600, rate_bps: float = 1e6, requests: int = 50,
+                    link: bool = True, progress: bool = True) -> dict:
+    """Both parts for the stage folder ``stage`` (its network exported as by ``aecnn
+    export``), on the baseline's training and test splits."""
+    from aecnn.runtime.variant import Variant, meta_from_stage, train_split_of
+
+    stage = Path(stage)
+    meta, state = meta_from_stage(stage)
+    var = Variant(meta)
+    var.load_state_dict(state)
+    var.eval()
+    train, test = train_split_of(stage), train_split_of(stage, split="test")
+    if len(train) == 0 or len(test) == 0:
+        raise AecnnError(f"{stage}: its baseline's splits are empty")
+    rec = {"kind": "prior-bench", "stage": str(stage), "variant": meta.name,
+           "fitting": fitting_size(var, train, test, grid, images, test_images, rate_bps,
+                                   progress)}
+    if link:
+        prior = fit_head_priors(var.head, train, {grid: QuantSpec.parse_tensor_grid(grid)},
+                                1000)[grid]
+        with tempfile.TemporaryDirectory(prefix="aecnn-prior-") as d:
+            rec["link"] = over_link(var, test, grid, prior, rate_bps, requests, Path(d))
+    return rec
+
+
+def render_markdown(rec: dict) -> str:
+    """The record as tables."""
+    f = rec["fitting"]
+    full = f["float32_bytes"]
+    lines = [f"# Context priors for `{rec['variant']}` through `{f['grid']}`", "",
+             f"Command: `{rec.get('command', '')}`  ",
+             f"Stage: `{rec['stage']}`; {f['test_images']} test tensors of {f['elements']} "
+             f"symbols ({full:,} B in float32).", "",
+             "| coding | bytes per image | compression vs float32 | fit (s) |",
+             "|---|---|---|---|",
+             f"| `auto`, no prior ({', '.join(f['no_prior']['coders'])}) | "
+             f"{f['no_prior']['bytes']:.1f} | {full / f['no_prior']['bytes']:,.0f}x | - |"]
+    lines += [f"| prior fitted on {r['images']:,} training images | {r['bytes']:.1f} | "
+              f"{full / r['bytes']:,.0f}x | {r['fit_s']:.2f} |" for r in f["priors"]]
+    lines.append(f"| oracle prior (fitted on these test tensors) | {f['oracle_bytes']:.1f} | "
+                 f"{full / f['oracle_bytes']:,.0f}x | - |")
+    link = rec.get("link")
+    if link and "skipped" in link:
+        lines += ["", f"Over a shaped link: {link['skipped']}"]
+    elif link:
+        lines += ["", f"Over a {link['rate_bps'] / 1e6:g} Mbit/s shaped link (measured goodput "
+                  f"TCP goodput {link['link']['measured_bps'] / 1e6:.3f} Mbit/s), "
+                  f"{link['requests']} test photos, medians (ms, B); the same class for "
+                  f"every photo both ways: {'yes' if link['same_classes'] else 'NO'}.", "",
+                  "| device codec | coders | bytes up | t_enc | t_com | t_dec | total |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, label in (("prior", "`--coder prior`"), ("no_prior", "`--coder auto`, "
+                                                                       "no prior")):
+            r = link[name]
+            lines.append(f"| {label} | {', '.join(r['coders'])} | {r['bytes_up']:.0f} | "
+                         + " | ".join(f"{1e3 * r[k]:.1f}" for k in ("t_enc", "t_com", "t_dec",
+                                                                      "total")) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rec: dict, path: Path) -> None:
+    """Bytes per image against the training images the prior was fitted on (log x)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    f = rec["fitting"]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    xs = [r["images"] for r in f["priors"]]
+    ax.plot(xs, [r["bytes"] for r in f["priors"]], "o-", label="prior (wire coder 5)")
+    ax.axhline(f["no_prior"]["bytes"], color="C1", ls="--", label="auto, no prior")
+    ax.axhline(f["oracle_bytes"], color="C2", ls=":", label="oracle prior (test tensors)")
+    ax.set_xscale("log")
+    ax.set_xlabel("training images the prior is fitted on")
+    ax.set_ylabel("bytes per image")
+    ax.set_title(f"{rec['variant']}, {f['grid']}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
