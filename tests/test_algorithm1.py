@@ -146,7 +146,7 @@ def test_all_stages_kill_and_resume(caltech_root, tmp_path, capsys):
                  "--out", str(bench), "--no-progress"]) == 0
     rec = json.loads((bench / "prior.json").read_text())["fitting"]
     assert [r["images"] for r in rec["priors"]] == [1, 20] and rec["test_images"] == 12
-    assert rec["elements"] == 8 * 8 * 8 and rec["float32_bytes"] == 4 * 512
+    assert rec["elements"] == 8 * 8 * 8 and rec["split_float32_bytes"] == 4 * 64 * 8 * 8
     assert rec["oracle_bytes"] <= min(r["bytes"] for r in rec["priors"]) + 2
     assert 0 < rec["oracle_bytes"] < rec["no_prior"]["bytes"] <= 512 * 2 / 8 + 64
     assert (bench / "prior.png").stat().st_size > 1000

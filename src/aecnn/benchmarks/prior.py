@@ -66,8 +66,9 @@ def fitting_size(var, train, test, grid: str, images: tuple[int, ...], test_imag
         rows.append({"images": n, "fit_s": fit_s, "fingerprint": prior.fingerprint_hex,
                      "bytes": statistics.mean(len(prior.encode(s)) for s in symbols)})
     oracle = ContextPrior.fit(symbols, spec.levels)
+    _, h, w = symbols[0].shape
     return {"grid": grid, "test_images": len(idx), "elements": int(symbols[0].size),
-            "float32_bytes": int(symbols[0].size) * 4,
+            "split_float32_bytes": var.meta.channels * h * w * 4,
             "no_prior": {"bytes": statistics.mean(sizes), "coders": chosen},
             "priors": rows,
             "oracle_bytes": statistics.mean(len(oracle.encode(s)) for s in symbols)}
@@ -145,16 +146,17 @@ def run_prior_bench(stage: str | Path, grid: str, images: tuple[int, ...] = DEFA
 def render_markdown(rec: dict) -> str:
     """The record as tables."""
     f = rec["fitting"]
-    full = f["float32_bytes"]
+    full = f["split_float32_bytes"]
     lines = [f"# Context priors for `{rec['variant']}` through `{f['grid']}`", "",
              f"Command: `{rec.get('command', '')}`  ",
              f"Stage: `{rec['stage']}`; {f['test_images']} test tensors of {f['elements']} "
-             f"symbols ({full:,} B in float32).", "",
-             "| coding | bytes per image | compression vs float32 | fit (s) |",
+             f"symbols; the uncut split tensor is {full:,} B in float32.", "",
+             "| coding | bytes per image | compression vs the float32 split tensor | fit (s) |",
              "|---|---|---|---|",
              f"| `auto`, no prior ({', '.join(f['no_prior']['coders'])}) | "
              f"{f['no_prior']['bytes']:.1f} | {full / f['no_prior']['bytes']:,.0f}x | - |"]
-    lines += [f"| prior fitted on {r['images']:,} training images | {r['bytes']:.1f} | "
+    lines += [f"| prior fitted on {r['images']:,} training image{'s' * (r['images'] != 1)} | "
+              f"{r['bytes']:.1f} | "
               f"{full / r['bytes']:,.0f}x | {r['fit_s']:.2f} |" for r in f["priors"]]
     lines.append(f"| oracle prior (fitted on these test tensors) | {f['oracle_bytes']:.1f} | "
                  f"{full / f['oracle_bytes']:,.0f}x | - |")
@@ -162,8 +164,8 @@ def render_markdown(rec: dict) -> str:
     if link and "skipped" in link:
         lines += ["", f"Over a shaped link: {link['skipped']}"]
     elif link:
-        lines += ["", f"Over a {link['rate_bps'] / 1e6:g} Mbit/s shaped link (measured goodput "
-                  f"TCP goodput {link['link']['measured_bps'] / 1e6:.3f} Mbit/s), "
+        lines += ["", f"Over a {link['rate_bps'] / 1e6:g} Mbit/s shaped link (measured TCP "
+                  f"goodput {link['link']['measured_bps'] / 1e6:.3f} Mbit/s), "
                   f"{link['requests']} test photos, medians (ms, B); the same class for "
                   f"every photo both ways: {'yes' if link['same_classes'] else 'NO'}.", "",
                   "| device codec | coders | bytes up | t_enc | t_com | t_dec | total |",
