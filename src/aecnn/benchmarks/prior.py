@@ -22,46 +22,42 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from aecnn.compression.codec import FeatureCodec
 from aecnn.compression.prior import ContextPrior, fit_head_priors
 from aecnn.compression.quantize import QuantSpec, quantize
+from aecnn.data.splits import spread_indices
 from aecnn.errors import AecnnError
 
 DEFAULT_IMAGES = (1, 3, 10, 30, 100, 300, 1000, 3000)
-
-
-def _spread(n: int, k: int) -> list[int]:
-    return list(range(n)) if k >= n else np.linspace(0, n - 1, k).round().astype(int).tolist()
+LINK_PRIOR_IMAGES = 1000  # the prior the shaped-link part sends with (aecnn export's default)
 
 
 @torch.inference_mode()
 def fitting_size(var, train, test, grid: str, images: tuple[int, ...], test_images: int,
-                 rate_bps: float, progress: bool = True) -> dict:
+                 rate_bps: float, progress: bool = True
+                 ) -> tuple[dict, dict[int, ContextPrior]]:
     """Part 1: mean payload bytes per test image without a prior, with priors fitted on each
-    of ``images`` training images, and with the oracle prior."""
+    of ``images`` training images, and with the oracle prior. Returns the record and the
+    fitted priors by number of images."""
     spec = QuantSpec.parse_tensor_grid(grid)
-    idx = _spread(len(test), test_images)
-    symbols = []
-    for i in tqdm(idx, desc="test tensors", leave=False, disable=not progress):
-        z = var.head(test[i][0][None])[0].float().cpu().numpy()
-        symbols.append(quantize(z, spec)[0])
+    idx = spread_indices(len(test), test_images)
     plain = FeatureCodec(spec, "auto", rate_bps)
+    symbols, sizes = [], []
     chosen: dict[str, int] = {}
-    sizes = []
-    for i in idx:
+    for i in tqdm(idx, desc="test tensors", leave=False, disable=not progress):
         z = var.head(test[i][0][None])[0]
+        symbols.append(quantize(z.float().cpu().numpy(), spec)[0])
         _, stats = plain.encode(z)
         sizes.append(stats.payload_bytes)
         chosen[stats.coder] = chosen.get(stats.coder, 0) + 1
-    rows = []
+    rows, priors = [], {}
     for n in tqdm([n for n in images if n <= len(train)], desc="priors", leave=False,
                   disable=not progress):
         t0 = time.perf_counter()
-        prior = fit_head_priors(var.head, train, {grid: spec}, n)[grid]
+        priors[n] = prior = fit_head_priors(var.head, train, {grid: spec}, n)[grid]
         fit_s = time.perf_counter() - t0
         rows.append({"images": n, "fit_s": fit_s, "fingerprint": prior.fingerprint_hex,
                      "bytes": statistics.mean(len(prior.encode(s)) for s in symbols)})
@@ -71,7 +67,7 @@ def fitting_size(var, train, test, grid: str, images: tuple[int, ...], test_imag
             "split_float32_bytes": var.meta.channels * h * w * 4,
             "no_prior": {"bytes": statistics.mean(sizes), "coders": chosen},
             "priors": rows,
-            "oracle_bytes": statistics.mean(len(oracle.encode(s)) for s in symbols)}
+            "oracle_bytes": statistics.mean(len(oracle.encode(s)) for s in symbols)}, priors
 
 
 def over_link(var, test, grid: str, prior: ContextPrior, rate_bps: float, requests: int,
@@ -86,7 +82,7 @@ def over_link(var, test, grid: str, prior: ContextPrior, rate_bps: float, reques
     export_variant(var, var.meta, with_prior, {grid: prior})
     export_variant(var, var.meta, bare, {})
     root = Path(test.root)
-    photos = [str(root / test.samples[i][0]) for i in _spread(len(test), requests)]
+    photos = [str(root / test.samples[i][0]) for i in spread_indices(len(test), requests)]
     out: dict = {"rate_bps": rate_bps, "requests": len(photos)}
     try:
         with ShapedLink(LinkSpec(rate_bps)) as link:
@@ -132,12 +128,13 @@ def run_prior_bench(stage: str | Path, grid: str, images: tuple[int, ...] = DEFA
     train, test = train_split_of(stage), train_split_of(stage, split="test")
     if len(train) == 0 or len(test) == 0:
         raise AecnnError(f"{stage}: its baseline's splits are empty")
-    rec = {"kind": "prior-bench", "stage": str(stage), "variant": meta.name,
-           "fitting": fitting_size(var, train, test, grid, images, test_images, rate_bps,
-                                   progress)}
+    fitting, priors = fitting_size(var, train, test, grid, images, test_images, rate_bps,
+                                   progress)
+    rec = {"kind": "prior-bench", "stage": str(stage), "variant": meta.name, "fitting": fitting}
     if link:
-        prior = fit_head_priors(var.head, train, {grid: QuantSpec.parse_tensor_grid(grid)},
-                                1000)[grid]
+        n = min(LINK_PRIOR_IMAGES, len(train))
+        prior = priors.get(n) or fit_head_priors(
+            var.head, train, {grid: QuantSpec.parse_tensor_grid(grid)}, n)[grid]
         with tempfile.TemporaryDirectory(prefix="aecnn-prior-") as d:
             rec["link"] = over_link(var, test, grid, prior, rate_bps, requests, Path(d))
     return rec

@@ -22,9 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
 from aecnn.compression import lattice
 from aecnn.compression.errors import PayloadError
+from aecnn.compression.quantize import DType, quantize
+from aecnn.data.splits import spread_indices
 from aecnn.errors import AecnnError
 
 FORMAT = "aecnn-context-prior/1"
@@ -181,17 +185,10 @@ def fit_head_priors(head, dataset, specs: dict, images: int, progress: bool = Fa
 
     ``head: (B, 3, S, S) -> (B, K, H, W)`` runs in inference mode on the CPU tensors the
     dataset yields."""
-    import torch
-    from tqdm import tqdm
-
-    from aecnn.compression.quantize import DType, quantize
-
     specs = {k: v for k, v in specs.items() if v is not None and v.dtype == DType.UINT}
     if not specs or images <= 0 or len(dataset) == 0:
         return {}
-    n = len(dataset)
-    idx = (list(range(n)) if images >= n
-           else np.linspace(0, n - 1, images).round().astype(int).tolist())
+    idx = spread_indices(len(dataset), images)
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, idx),
                                          batch_size=batch_size)
     symbols: dict[str, list[np.ndarray]] = {k: [] for k in specs}

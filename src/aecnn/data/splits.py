@@ -11,6 +11,8 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from aecnn.data.caltech101 import scan
 from aecnn.errors import DatasetNotFoundError
 
@@ -18,6 +20,14 @@ SPLITS = ("train", "val", "test")
 FORMAT = "aecnn-split-manifest/1"
 
 Sample = tuple[str, int]
+
+
+def spread_indices(n: int, k: int) -> list[int]:
+    """``k`` of the indices ``0 .. n - 1`` spread evenly over them (all of them when ``k``
+    is 0 or at least ``n``): every class of a class-sorted split gets its share."""
+    if not k or k >= n:
+        return list(range(n))
+    return [int(i) for i in np.linspace(0, n - 1, k).round().astype(int)]
 
 
 @dataclass(frozen=True)

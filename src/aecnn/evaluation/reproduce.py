@@ -28,6 +28,7 @@ from aecnn.compression.prior import fit_head_priors
 from aecnn.compression.quantize import QuantSpec, dequantize, quantize
 from aecnn.compression.wire import Packet
 from aecnn.config import load_config
+from aecnn.data.splits import spread_indices
 from aecnn.errors import RecordError
 from aecnn.records import write_record
 
@@ -48,11 +49,9 @@ def subset_indices(n: int, k: int, rule: str = "spread") -> list[int]:
     last third of the classes in alphabetical order. Measurements made before 2026-12-03
     used it, and the scales whose records were measured so keep it (``quant_subset:
     prefix``) so that their tables stay reproducible; new scales should not."""
-    if not k or k >= n:
-        return list(range(n))
-    if rule == "prefix":
+    if rule == "prefix" and k and k < n:
         return list(range(0, n, max(1, n // k)))[:k]
-    return np.linspace(0, n - 1, k).round().astype(int).tolist()
+    return spread_indices(n, k)
 
 
 def subset_label(n: int, k: int, rule: str) -> str:
@@ -222,17 +221,9 @@ class ScaleCells:
 # ------------------------------------------------------------------ measurement
 def _test_split(baseline: Path, split: str = "test"):
     """The baseline's ``split`` (test, or train for fitting priors) with eval transforms."""
-    from aecnn.training.baseline import load_manifest, make_split
-    from aecnn.training.checkpoint import load_checkpoint
-    from aecnn.training.config import TrainConfig
+    from aecnn.training.baseline import baseline_split
 
-    ckpt = load_checkpoint(baseline / "best.pt", ("config", "model_name"))
-    bcfg = load_config(TrainConfig, base=ckpt["config"])
-    from aecnn.models import get_spec
-
-    spec = get_spec(ckpt["model_name"])
-    root, manifest = load_manifest(bcfg.data)
-    return make_split(bcfg.data, root, manifest, split, spec.mean, spec.std, progress=False)
+    return baseline_split(baseline / "best.pt", split)
 
 
 def _requant(z: torch.Tensor, spec: QuantSpec) -> torch.Tensor:

@@ -309,10 +309,8 @@ def train_split_of(source: str | Path, baseline: str | Path | None = None,
     """The training split (eval transforms; or another ``split``) a stage folder or baseline
     checkpoint was trained on: the data of the baseline checkpoint the stage's config names
     (or ``baseline``)."""
-    from aecnn.config import load_config
-    from aecnn.training.baseline import load_manifest, make_split
+    from aecnn.training.baseline import baseline_split
     from aecnn.training.checkpoint import load_checkpoint
-    from aecnn.training.config import TrainConfig
 
     source = Path(source)
     try:
@@ -325,14 +323,9 @@ def train_split_of(source: str | Path, baseline: str | Path | None = None,
                 baseline = cfg["baseline"]
             else:
                 baseline = source
-        ckpt = load_checkpoint(baseline, ("config", "model_name"))
+        return baseline_split(baseline, split)
     except CheckpointError as exc:
-        raise VariantError(f"{exc} (the baseline whose training split fits the priors)"
-                           ) from None
-    bcfg = load_config(TrainConfig, base=ckpt["config"])
-    spec = get_spec(ckpt["model_name"])
-    root, manifest = load_manifest(bcfg.data)
-    return make_split(bcfg.data, root, manifest, split, spec.mean, spec.std, progress=False)
+        raise VariantError(f"{exc} (the baseline whose {split} split is needed)") from None
 
 
 def export_from(source: str | Path, out: str | Path, point: str | None = None,

@@ -39,6 +39,21 @@ def make_split(cfg: DataConfig, root: Path, manifest: Manifest, split: str,
                             cache=cfg.cache, progress=progress)
 
 
+def baseline_split(checkpoint: str | Path, split: str) -> ImageFolderSplit:
+    """The ``split`` (eval transforms) of the data a baseline checkpoint was trained on.
+
+    Raises:
+        CheckpointError: the checkpoint is missing or lacks its config.
+    """
+    from aecnn.config import load_config
+
+    ckpt = load_checkpoint(checkpoint, ("config", "model_name"))
+    bcfg = load_config(TrainConfig, base=ckpt["config"])
+    spec = get_spec(ckpt["model_name"])
+    root, manifest = load_manifest(bcfg.data)
+    return make_split(bcfg.data, root, manifest, split, spec.mean, spec.std, progress=False)
+
+
 def run_options(cfg: TrainConfig, progress: bool) -> RunOptions:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
