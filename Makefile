@@ -10,7 +10,7 @@ TORCH_PIN := torch==2.14.1 torchvision==0.29.1
         reproduce-cpu-longft reproduce-cpu-longft-frlr \
         reproduce-cpu-longft-frquiet reproduce-cpu-longft-frquiet-ratios \
         reproduce-cpu-longft-frquiet-fr3x3 reproduce-cpu-longft-frquiet-layer1 \
-        reproduce-cpu-longft-frquiet-ratios-prior
+        reproduce-cpu-longft-frquiet-ratios-prior reproduce-cpu-longft-frquiet-kd
 
 venv: $(VENV)/.installed
 
@@ -131,6 +131,15 @@ reproduce-cpu-longft-frquiet-fr3x3: venv
 # CA and every later stage train, ~80 min on 2 cores).
 reproduce-cpu-longft-frquiet-layer1: venv
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-layer1.yaml
+
+# cpu-longft-frquiet-ratios at V = 16 with distilled QAT through 2- and 1-bit grids, measured
+# with context priors: the stages before QAT are linked from that scale's seed-2 runs when
+# they exist (else they train); the six QAT stages train (~45 min on 2 cores).
+KD_SHARED := aecnn:ca aecnn:importance.json aecnn:pruned-x16 aecnn:aecnn-x16 \
+             bottlenet:bottlenet-module-x16 bottlenet:bottlenet-x16
+reproduce-cpu-longft-frquiet-kd: venv
+	$(call link_shared,$(KD_SHARED),resnet50_cpu64_longft_frquiet-seed2,resnet50_cpu64_longft_frquiet_kd-seed2)
+	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd.yaml
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

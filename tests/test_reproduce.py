@@ -68,6 +68,23 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch):
                                     ("bottlenet", "bottlenet-q2-x64", "uint2", 2)):
         rec = json.loads((runs / "seed0" / run / "stem" / stage / "result.json").read_text())
         assert rec["qat_bits"] == bits and rec["ratio"] == 64 and rec["qat_quant"] == quant
+        # distilled from the baseline (qat.distill); the stages before QAT were not
+        assert (rec["budget"]["distill"], rec["budget"]["distill_temperature"]) == (0.5, 4.0)
+        start = "aecnn-x64" if run == "aecnn" else "bottlenet-x64"
+        start_rec = json.loads((runs / "seed0" / run / "stem" / start / "result.json"
+                                ).read_text())
+        assert start_rec["budget"]["distill"] == 0.0
+    # each QAT record names its own grid's bits (not another stage's), and the paired
+    # differences pair grids of one bit width only
+    for f in (runs / "measure").rglob("*_qat-*.json"):
+        rec = json.loads(f.read_text())
+        assert rec["qat_bits"] == int(rec["qat_quant"][4]), f.name
+    assert {(p["aecnn_grid"], p["bottlenet_grid"]) for p in table["paired"]} == {
+        ("float32", "float32"), ("uint2", "uint2")}
+    assert table["qat_distill"] == {"aecnn": {"weight": 0.5, "temperature": 4.0},
+                                    "bottlenet": {"weight": 0.5, "temperature": 4.0}}
+    assert ("AECNN's distilled from the uncut baseline (0.5 of the loss on its outputs at "
+            "T = 4) and BottleNet++'s") in md
     qat = [p for p in table["curve"] if p["method"].endswith("_qat")]
     assert {(p["method"], p["quant"]) for p in qat} == {
         ("aecnn_qat", "uint2"), ("aecnn_qat", "uint1@p90"), ("bottlenet++_qat", "uint2")}

@@ -82,3 +82,62 @@ def test_a_bad_device_name_is_a_config_error():
     with pytest.raises(ConfigError, match="not a torch device"):
         resolve_device("gpu0")
     assert resolve_device("cpu").type == "cpu" and resolve_device("auto").type in ("cpu", "cuda")
+
+
+def test_distillation_loss_and_its_checks():
+    from aecnn.errors import ConfigError
+    from aecnn.training.aecnn import StageBudget
+    from aecnn.training.loop import Distillation
+
+    teacher = torch.nn.Linear(4, 3)
+    kd = Distillation(teacher, weight=0.5, temperature=2.0)
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    logits = torch.tensor([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]])
+    hard = torch.tensor(1.25)
+    # a student that agrees with its teacher pays only the label half
+    assert kd.loss(logits, logits, hard).item() == pytest.approx(0.625)
+    other = torch.tensor([[0.0, 0.0, 2.0], [1.0, 1.0, 1.0]])
+    p_t = torch.softmax(logits / 2, dim=1)
+    kl = (p_t * (p_t.log() - torch.log_softmax(other / 2, dim=1))).sum(1).mean()
+    assert kd.loss(other, logits, hard).item() == pytest.approx(0.625 + 0.5 * 4 * kl.item())
+    for bad in ({"weight": 0.0}, {"weight": 1.5}, {"weight": 0.5, "temperature": 0.0}):
+        with pytest.raises(ConfigError, match="distill"):
+            Distillation(teacher, **bad)
+    with pytest.raises(ConfigError, match="distill"):
+        StageBudget(distill=-0.1)
+    with pytest.raises(ConfigError, match="distill_temperature"):
+        StageBudget(distill=0.5, distill_temperature=-1.0)
+
+
+def test_fit_distils_from_a_fixed_teacher(tmp_path):
+    from torch.utils.data import TensorDataset
+
+    from aecnn.training.config import OptimConfig
+    from aecnn.training.loop import Distillation, RunOptions, fit
+
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(48, 3, 8, 8, generator=g), torch.randint(0, 4, (48,),
+                                                                                generator=g))
+
+    def net() -> torch.nn.Module:
+        torch.manual_seed(1)
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(),
+                                   torch.nn.LazyLinear(4))
+
+    def train(out: str, distill: Distillation | None) -> list[dict]:
+        model = net()
+        model(data[:1][0])
+        return fit(model, data, data, OptimConfig(lr=0.05, epochs=2), tmp_path / out,
+                   RunOptions(torch.device("cpu"), progress=False), seed=0, batch_size=16,
+                   eval_batch_size=48, workers=0, config={}, meta={}, distill=distill)
+
+    teacher = net()
+    teacher(data[:1][0])
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    plain, again = train("plain", None), train("again", None)
+    kd = train("kd", Distillation(teacher, weight=1.0))
+    assert [r["train_loss"] for r in plain] == [r["train_loss"] for r in again]
+    assert [r["train_loss"] for r in kd] != [r["train_loss"] for r in plain]
+    # the teacher is the student's start: with weight 1 its first batches cost nothing
+    assert kd[0]["train_loss"] < plain[0]["train_loss"]
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in before.items())

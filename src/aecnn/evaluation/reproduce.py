@@ -187,6 +187,7 @@ class ScaleCells:
     points: dict[str, frozenset[str]]
     ratios: dict[str, frozenset[int]]
     grids: dict[str, frozenset[QuantSpec]]
+    distill: dict[str, dict[str, float]]  # run -> its QAT stages' distillation, if any
 
     @classmethod
     def of(cls, cfg: ReproConfig) -> ScaleCells:
@@ -198,7 +199,9 @@ class ScaleCells:
                                          cfg.bottlenet_overrides)}
         return cls({k: frozenset(c.points) for k, c in runs.items()},
                    {k: frozenset(c.ratios) for k, c in runs.items()},
-                   {k: frozenset(c.qat_specs) for k, c in runs.items()})
+                   {k: frozenset(c.qat_specs) for k, c in runs.items()},
+                   {k: {"weight": c.qat.distill, "temperature": c.qat.distill_temperature}
+                    for k, c in runs.items() if c.qat.distill and c.qat_grids})
 
     def holds(self, method: str, point: str, ratio: int, grid: str | None = None) -> bool:
         """Whether ``method`` at ``point`` and ratio V (fine-tuned through ``grid``, for a
@@ -325,8 +328,8 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
 
 
 def _measured(f: Path, wanted: list[str], measure, subset: tuple[str, int],
-              n_all: int, stage: tuple[str, float] | None = None, prior_images: int = 0
-              ) -> dict:
+              n_all: int, stage: tuple[str, float] | None = None, prior_images: int = 0,
+              labels: dict | None = None) -> dict:
     """The record at ``f`` holding every quantisation in ``wanted`` on the test images
     ``subset`` (``(label, count)`` of ``n_all``, see :func:`subset_label`): read it and
     measure only the quantisations it lacks (``measure(missing)``), merging them in;
@@ -334,13 +337,17 @@ def _measured(f: Path, wanted: list[str], measure, subset: tuple[str, int],
     (another ``quant_images`` or ``quant_subset``), or when it was made of another network
     than ``stage`` (``(source folder, test top-1 of its record)``: another FR shape won the
     validation since, or the stage was trained again), or when its codecs held context
-    priors fitted on another number of training images (``prior_images``, 0: none)."""
+    priors fitted on another number of training images (``prior_images``, 0: none).
+    ``labels`` (method, seed, QAT grid) describe the network rather than measure it: a
+    reused record that says otherwise is corrected from them."""
     if not f.exists():
         return write_record(f, measure(wanted))
     rec = json.loads(f.read_text())
     if record_subset(rec, n_all) != subset or rec.get("prior_images", 0) != prior_images or (
             stage is not None and (rec.get("source"), rec.get("test_top1")) != stage):
         return write_record(f, measure(wanted))
+    if labels and any(rec.get(k) != v for k, v in labels.items()):
+        rec = write_record(f, {**rec, **labels})
     missing = [q for q in wanted if q not in rec["accuracy"]]
     if not missing:
         return rec
@@ -373,14 +380,14 @@ def measure_all(cfg: ReproConfig, seed: int, runs: dict[str, Path], progress: bo
     cells = ScaleCells.of(cfg)
     stages = []
     for method, point, ratio, folder in stage_folders(runs):
-        quant = None
+        quant, bits = None, None
         if method.endswith("_qat"):  # a QAT network is deployed on its fine-tuning grid
             stage = json.loads((folder / "result.json").read_text())
-            quant = stage.get("qat_quant", f"uint{stage['qat_bits']}")
+            quant, bits = stage.get("qat_quant", f"uint{stage['qat_bits']}"), stage["qat_bits"]
         if cells.holds(method, point, ratio, quant):
-            stages.append((method, point, ratio, folder, quant))
-    for method, point, ratio, folder, quant in tqdm(stages, desc=f"measure seed {seed}",
-                                                    disable=not progress):
+            stages.append((method, point, ratio, folder, quant, bits))
+    for method, point, ratio, folder, quant, bits in tqdm(
+            stages, desc=f"measure seed {seed}", disable=not progress):
         qat = quant is not None
         f = out / (f"{method}-{point}-{folder.name}.json" if qat
                    else f"{method}-{point}-x{ratio}.json")
@@ -388,14 +395,15 @@ def measure_all(cfg: ReproConfig, seed: int, runs: dict[str, Path], progress: bo
         wanted, extra = quant_names(cfg), {"method": method, "seed": seed}
         if qat:
             wanted = ["float32", quant]
-            extra |= {"qat_bits": stage["qat_bits"], "qat_quant": quant}
+            extra |= {"qat_bits": bits, "qat_quant": quant}
 
         def measure(quants, folder=folder, extra=extra):
             return {**measure_stage(folder, dataset, cfg, progress, quants=quants,
                                     train=train), **extra}
 
         made_of = (str(folder), json.loads((folder / "result.json").read_text())["test_top1"])
-        recs.append(_measured(f, wanted, measure, subset, n, made_of, cfg.prior_images))
+        recs.append(_measured(f, wanted, measure, subset, n, made_of, cfg.prior_images,
+                              extra))
     for f in sorted(out.glob("*.json")):
         if f.name not in seen and f.name != "baseline.json":
             rec = json.loads(f.read_text())
@@ -475,6 +483,7 @@ def reproduce_table1(cfg: ReproConfig, progress: bool = True) -> dict:
     results.mkdir(parents=True, exist_ok=True)
     summary = write_record(results / "table1.json", {"kind": "reproduce-table1",
                                                      "config": dataclasses.asdict(cfg),
+                                                     "qat_distill": ScaleCells.of(cfg).distill,
                                                      **summary})
     render_outputs(summary, results)
     return summary

@@ -7,6 +7,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from aecnn.compression.quantize import QuantSpec
+
 METHOD_NAMES = {"bottlenet++": "BottleNet++", "ca_pruned": "CA_Pruned", "aecnn": "AECNN"}
 # quantisation-aware fine-tuned networks, each measured at the bit width it was tuned for
 QAT_NAMES = {"aecnn_qat": "AECNN + QAT", "bottlenet++_qat": "BottleNet++ + QAT"}
@@ -104,7 +106,8 @@ def paired_by_seed(recs: list[dict]) -> list[dict]:
     difference removes the baseline's spread that the two columns' stds both carry."""
     def key(r):  # what must match: point, V, seed, and float32 or the QAT bit width
         qat = r["method"] in QAT_NAMES
-        return r["point"], r["ratio"], r.get("seed", 0), qat, r.get("qat_bits") if qat else None
+        bits = QuantSpec.parse(_grid(r)).bits if qat else None  # the grid's, not a label's
+        return r["point"], r["ratio"], r.get("seed", 0), qat, bits
 
     bottlenet = defaultdict(list)
     for r in recs:
@@ -152,6 +155,14 @@ def _coder_note(summary: dict) -> str:
     return ("Quantised tensors are coded by `auto`: per tensor, the coder with the least "
             "predicted encode + transmit + decode time on a "
             f"{summary.get('link_bps', 0) / 1e6:g} Mbit/s uplink (used: {', '.join(used)}).")
+
+
+def _kd_note(summary: dict) -> str:
+    kd = summary.get("qat_distill") or {}
+    said = [f"{'AECNN' if run == 'aecnn' else 'BottleNet++'}'s distilled from the uncut "
+            f"baseline ({d['weight']:g} of the loss on its outputs at T = "
+            f"{d['temperature']:g})" for run, d in sorted(kd.items())]
+    return f"; {' and '.join(said)}" if said else ""
 
 
 def qat_rows(curve: list[dict], full: dict | None = None) -> list[dict]:
@@ -287,7 +298,8 @@ def render_reproduction(summary: dict) -> str:
               f"Baseline on the same {summary.get('n_quant_images', '')} test images"
               f"{_subset_note(summary)}: "
               f"{summary['baseline_subset']['mean']:.2f} %. {_coder_note(summary)} "
-              "'+ QAT': fine-tuned through the quantiser (one network per grid). "
+              "'+ QAT': fine-tuned through the quantiser (one network per grid)"
+              f"{_kd_note(summary)}. "
               "`uintB@pNN`: B-bit grid whose top level sits at the NN-th percentile of the "
               "tensor's values (larger values saturate).", "",
               "| method @ point | within 3 points | within 4.5 points | >= 256x at <= 4.5 | "

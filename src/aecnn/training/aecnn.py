@@ -39,14 +39,16 @@ from aecnn.records import write_record
 from aecnn.training.baseline import load_manifest, make_split, run_options
 from aecnn.training.checkpoint import load_checkpoint
 from aecnn.training.config import OptimConfig, TrainConfig
-from aecnn.training.loop import RunOptions, evaluate_model, fit, make_loader
+from aecnn.training.loop import Distillation, RunOptions, evaluate_model, fit, make_loader
 
 Part = Literal["head", "bridge", "tail"]
 
 
 @dataclass(frozen=True)
 class StageBudget:
-    """Fine-tuning budget of one kind of stage."""
+    """Fine-tuning budget of one kind of stage. ``distill`` > 0 distils the uncut baseline
+    into the stage's network: that weight of the loss is the KL divergence to the baseline's
+    outputs at ``distill_temperature`` (:class:`~aecnn.training.loop.Distillation`)."""
 
     epochs: int = 2
     lr: float = 0.01
@@ -55,6 +57,14 @@ class StageBudget:
     warmup_epochs: int = 0
     label_smoothing: float = 0.1
     trains: tuple[str, ...] = ("head", "bridge", "tail")
+    distill: float = 0.0
+    distill_temperature: float = 4.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.distill <= 1.0:
+            raise ConfigError(f"distill: {self.distill} is not in [0, 1]")
+        if not self.distill_temperature > 0:
+            raise ConfigError(f"distill_temperature: {self.distill_temperature} is not > 0")
 
     def optim(self) -> OptimConfig:
         return OptimConfig(self.name, self.lr, 0.9, self.weight_decay, self.epochs,
@@ -194,6 +204,12 @@ class Pipeline:
         model.load_state_dict(self.base_state)
         return model
 
+    def distillation(self, budget: StageBudget) -> Distillation | None:
+        """The baseline as the teacher of a stage whose budget distils, else None."""
+        if budget.distill == 0:
+            return None
+        return Distillation(self.fresh_model(), budget.distill, budget.distill_temperature)
+
     def build_ca(self, sp: SplitPoint) -> SplitNet:
         """The baseline with the CA module inserted right after split point ``sp``."""
         head, tail = split_model(self.fresh_model(), self.spec, sp)
@@ -228,14 +244,17 @@ class Pipeline:
         t0 = time.perf_counter()
         for part in ("head", "bridge", "tail"):
             getattr(net, part).requires_grad_(part in budget.trains)
-        config = {"stage": name, "budget": dataclasses.asdict(budget),
+        spent = dataclasses.asdict(budget)
+        if not budget.distill:  # the config (so the resume check) of earlier versions
+            del spent["distill"], spent["distill_temperature"]
+        config = {"stage": name, "budget": spent,
                   "baseline": self.cfg.baseline, "data": dataclasses.asdict(self.data),
                   "seed": self.cfg.seed, **{k: v for k, v in extra.items() if k != "kept"}}
         fit(net, self.train_ds, self.val_ds, budget.optim(), folder, self.opts,
             seed=self.cfg.seed, batch_size=self.data.batch_size,
             eval_batch_size=self.data.eval_batch_size, workers=self.data.workers,
             config=config, meta={"classes": self.classes, "model_name": self.spec.name},
-            resume=True, desc=f"{extra['point']} {name}")
+            resume=True, desc=f"{extra['point']} {name}", distill=self.distillation(budget))
         best = load_checkpoint(folder / "best.pt")
         net.load_state_dict(best["model"])
         test = evaluate_model(net, make_loader(self.test_ds, self.data.eval_batch_size,

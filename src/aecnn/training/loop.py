@@ -59,6 +59,37 @@ def make_loader(ds: Dataset, batch_size: int, workers: int, shuffle: bool = Fals
                       pin_memory=device is not None and device.type == "cuda")
 
 
+@dataclass(frozen=True)
+class Distillation:
+    """Knowledge distillation (Hinton et al., 2015) from a fixed teacher network.
+
+    The training loss becomes ``(1 - weight) * CE(labels) + weight * T**2 *
+    KL(softmax(teacher / T) || softmax(student / T))``; ``teacher`` maps the same input
+    batch ``(B, 3, H, W)`` to logits ``(B, K)`` and is never trained.
+    """
+
+    teacher: nn.Module
+    weight: float
+    temperature: float = 4.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.weight <= 1.0:
+            raise ConfigError(f"distill: weight {self.weight} is not in (0, 1]")
+        if not self.temperature > 0:
+            raise ConfigError(f"distill: temperature {self.temperature} is not > 0")
+        self.teacher.eval().requires_grad_(False)
+
+    def loss(self, student: torch.Tensor, teacher: torch.Tensor,
+             hard: torch.Tensor) -> torch.Tensor:
+        """The mixed loss from the student's and teacher's logits ``(B, K)`` and the label
+        loss ``hard`` (a scalar)."""
+        t = self.temperature
+        soft = nn.functional.kl_div(nn.functional.log_softmax(student.float() / t, dim=1),
+                                    nn.functional.log_softmax(teacher.float() / t, dim=1),
+                                    reduction="batchmean", log_target=True) * t * t
+        return (1.0 - self.weight) * hard + self.weight * soft
+
+
 @dataclass
 class RunOptions:
     """How to run (not what): device, precision, memory format, progress."""
@@ -142,12 +173,13 @@ def check_resumable(saved: dict, current: dict) -> None:
 def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig,
         out: Path, opts: RunOptions, *, seed: int, batch_size: int, eval_batch_size: int,
         workers: int, config: dict, meta: dict, resume: bool = False,
-        desc: str = "train") -> list[dict]:
+        desc: str = "train", distill: Distillation | None = None) -> list[dict]:
     """Train ``model`` for ``optim.epochs`` epochs, checkpointing every epoch.
 
     Writes ``out/last.pt`` (everything needed to resume), ``out/best.pt`` (weights with the
     best validation top-1) and ``out/metrics.json`` (per-epoch history). With ``resume`` the
     run continues after the last completed epoch; without it an existing run is an error.
+    With ``distill`` the loss mixes the labels with the teacher's softened outputs.
 
     Returns:
         The per-epoch history (dicts of train and validation metrics).
@@ -157,6 +189,10 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig
     model.to(opts.device)
     if opts.channels_last:
         model.to(memory_format=torch.channels_last)
+    if distill is not None:
+        distill.teacher.to(opts.device)
+        if opts.channels_last:
+            distill.teacher.to(memory_format=torch.channels_last)
     criterion = nn.CrossEntropyLoss(label_smoothing=optim.label_smoothing)
     opt = make_optimizer(model.parameters(), optim)
     steps = math.ceil(len(train_ds) / batch_size)
@@ -189,6 +225,10 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig
             with opts.autocast():
                 logits = model(x)
                 loss = criterion(logits.float(), y)
+                if distill is not None:
+                    with torch.no_grad():
+                        target = distill.teacher(x)
+                    loss = distill.loss(logits, target, loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
