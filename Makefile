@@ -10,7 +10,8 @@ TORCH_PIN := torch==2.14.1 torchvision==0.29.1
         reproduce-cpu-longft reproduce-cpu-longft-frlr \
         reproduce-cpu-longft-frquiet reproduce-cpu-longft-frquiet-ratios \
         reproduce-cpu-longft-frquiet-fr3x3 reproduce-cpu-longft-frquiet-layer1 \
-        reproduce-cpu-longft-frquiet-ratios-prior reproduce-cpu-longft-frquiet-kd
+        reproduce-cpu-longft-frquiet-ratios-prior reproduce-cpu-longft-frquiet-kd \
+        reproduce-cpu-longft-frquiet-kdall
 
 venv: $(VENV)/.installed
 
@@ -140,6 +141,12 @@ KD_SHARED := aecnn:ca aecnn:importance.json aecnn:pruned-x16 aecnn:aecnn-x16 \
 reproduce-cpu-longft-frquiet-kd: venv
 	$(call link_shared,$(KD_SHARED),resnet50_cpu64_longft_frquiet-seed2,resnet50_cpu64_longft_frquiet_kd-seed2)
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd.yaml
+
+# cpu-longft-frquiet-kd with every stage after CA distilled (2-bit QAT only): the CA stage and
+# ranking are linked from cpu-longft-frquiet-ratios' seed 2; the rest trains (~40 min).
+reproduce-cpu-longft-frquiet-kdall: venv
+	$(call link_shared,aecnn:ca aecnn:importance.json,resnet50_cpu64_longft_frquiet-seed2,resnet50_cpu64_longft_frquiet_kdall-seed2)
+	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kdall.yaml --no-progress
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

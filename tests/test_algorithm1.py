@@ -103,6 +103,13 @@ def test_all_stages_kill_and_resume(caltech_root, tmp_path, capsys):
         err = capsys.readouterr().err
         assert "aecnn-x2 was trained with fr_" in err and "another out folder" in err
         assert "Traceback" not in err
+    # nor with another budget (more epochs, distillation), which the stage record keeps
+    for change, said in (("prune.epochs=2", "budget.epochs=1 (asked 2)"),
+                         ("prune.distill=0.5", "budget.distill=0.0 (asked 0.5)")):
+        capsys.readouterr()
+        assert main([*args, "--set", change]) == 2
+        err = capsys.readouterr().err
+        assert f"pruned-x2 was trained with {said}" in err and "Traceback" not in err
 
     # aecnn export with context priors (wire coder 5), fitted on the baseline's training
     # split: both ends hold them in the variant file; bad grids are clear errors

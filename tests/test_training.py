@@ -141,3 +141,17 @@ def test_fit_distils_from_a_fixed_teacher(tmp_path):
     # the teacher is the student's start: with weight 1 its first batches cost nothing
     assert kd[0]["train_loss"] < plain[0]["train_loss"]
     assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in before.items())
+
+
+def test_budget_differs_reads_missing_settings_as_defaults():
+    from aecnn.training.aecnn import StageBudget, budget_differs
+    from aecnn.training.bottlenet import ModuleBudget
+
+    old = {"epochs": 2, "lr": 0.01, "name": "sgd", "weight_decay": 1e-4, "warmup_epochs": 0,
+           "label_smoothing": 0.1, "trains": ["head", "bridge", "tail"]}  # before distill
+    assert budget_differs(old, StageBudget()) == []
+    assert budget_differs(None, StageBudget(epochs=9)) == []
+    assert budget_differs(old, StageBudget(distill=0.7)) == ["budget.distill=0.0 (asked 0.7)"]
+    assert budget_differs(old, StageBudget(epochs=3, trains=("tail",))) == [
+        "budget.epochs=2 (asked 3)", "budget.trains=['head', 'bridge', 'tail'] (asked ['tail'])"]
+    assert budget_differs({"lr": 1e-4}, ModuleBudget()) == []  # its own defaults

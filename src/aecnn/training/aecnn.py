@@ -147,6 +147,18 @@ class SplitNet(nn.Module):
         return self.tail(self.bridge(z))
 
 
+def budget_differs(recorded: dict | None, budget: StageBudget) -> list[str]:
+    """``budget.<key>=<recorded> (asked <value>)`` for each setting in which a stage record's
+    budget differs from ``budget``. A setting the record lacks (it predates that setting)
+    counts as the setting's default; a record without a budget differs in nothing."""
+    if recorded is None:
+        return []
+    asked = json.loads(json.dumps(dataclasses.asdict(budget)))  # tuples as lists
+    default = json.loads(json.dumps(dataclasses.asdict(type(budget)())))
+    return [f"budget.{k}={recorded.get(k, default[k])!r} (asked {v!r})"
+            for k, v in asked.items() if recorded.get(k, default[k]) != v]
+
+
 def count_flops(module: nn.Module, x: torch.Tensor) -> tuple[int, torch.Tensor]:
     """FLOPs of ``module(x)`` (torch's counter: 2 per multiply-add) and its output."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -227,7 +239,8 @@ class Pipeline:
               budget: StageBudget, extra: dict) -> tuple[SplitNet, dict]:
         """Train (or, when its record exists, load) one stage's network. A record that
         says it was made otherwise than ``extra`` asks (another FR shape, FR start, grid or
-        kept channels in the same folder) is a one-line :class:`ConfigError`, not reused."""
+        kept channels in the same folder) or with another ``budget`` (epochs, learning
+        rate, distillation, ...) is a one-line :class:`ConfigError`, not reused."""
         net = build()
         result = folder / "result.json"
         if result.exists():
@@ -235,6 +248,7 @@ class Pipeline:
             asked = json.loads(json.dumps(extra))  # tuples as lists, as in the record
             differ = [f"{k}={rec[k]!r} (asked {v!r})" for k, v in asked.items()
                       if k in rec and rec[k] != v]
+            differ += budget_differs(rec.get("budget"), budget)
             if differ:
                 raise ConfigError(f"{folder} was trained with {', '.join(differ)}; give this "
                                   "run another out folder, or delete that stage to train it "
