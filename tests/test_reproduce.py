@@ -81,10 +81,11 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch):
         assert rec["qat_bits"] == int(rec["qat_quant"][4]), f.name
     assert {(p["aecnn_grid"], p["bottlenet_grid"]) for p in table["paired"]} == {
         ("float32", "float32"), ("uint2", "uint2")}
-    assert table["qat_distill"] == {"aecnn": {"weight": 0.5, "temperature": 4.0},
-                                    "bottlenet": {"weight": 0.5, "temperature": 4.0}}
-    assert ("AECNN's distilled from the uncut baseline (0.5 of the loss on its outputs at "
-            "T = 4) and BottleNet++'s") in md
+    kd = {"qat": {"weight": 0.5, "temperature": 4.0}}
+    assert table["distill"] == {"aecnn": kd, "bottlenet": kd}
+    assert ("Distilled from the uncut baseline (the KL divergence to its outputs): AECNN's "
+            "`qat` (0.5 of the loss at T = 4); BottleNet++'s `qat` (0.5 of the loss at T = 4) "
+            "stages.") in md
     qat = [p for p in table["curve"] if p["method"].endswith("_qat")]
     assert {(p["method"], p["quant"]) for p in qat} == {
         ("aecnn_qat", "uint2"), ("aecnn_qat", "uint1@p90"), ("bottlenet++_qat", "uint2")}

@@ -175,6 +175,25 @@ RUN_OF = {"ca_pruned": "aecnn", "aecnn": "aecnn", "aecnn_qat": "aecnn",
           "bottlenet++": "bottlenet", "bottlenet++_qat": "bottlenet"}  # method -> its run
 
 
+def distilled_stages(cfg) -> dict[str, dict[str, float]]:
+    """The stage kinds of an Algorithm 1 or BottleNet++ config (``prune``, ``qat``, ...) whose
+    budgets distil the baseline, each with its weight and temperature (QAT only when the
+    config fine-tunes through a grid; AECNN's ``fr`` only when it trains an FR)."""
+    from aecnn.training.aecnn import StageBudget
+
+    out = {}
+    for f in dataclasses.fields(cfg):
+        budget = getattr(cfg, f.name)
+        if not isinstance(budget, StageBudget) or not budget.distill or budget.epochs == 0:
+            continue
+        if f.name == "qat" and not cfg.qat_grids:
+            continue
+        out[f.name] = {"weight": budget.distill, "temperature": budget.distill_temperature}
+    order = ("ca", "prune", "fr", "module", "joint", "qat")  # the order the stages run in
+    return dict(sorted(out.items(), key=lambda kv: order.index(kv[0])
+                       if kv[0] in order else len(order)))
+
+
 @dataclass(frozen=True)
 class ScaleCells:
     """What one scale tabulates, from its method configs (with their overrides): for each
@@ -187,7 +206,7 @@ class ScaleCells:
     points: dict[str, frozenset[str]]
     ratios: dict[str, frozenset[int]]
     grids: dict[str, frozenset[QuantSpec]]
-    distill: dict[str, dict[str, float]]  # run -> its QAT stages' distillation, if any
+    distill: dict[str, dict[str, dict[str, float]]]  # run -> distilled stage kind -> w, T
 
     @classmethod
     def of(cls, cfg: ReproConfig) -> ScaleCells:
@@ -200,8 +219,7 @@ class ScaleCells:
         return cls({k: frozenset(c.points) for k, c in runs.items()},
                    {k: frozenset(c.ratios) for k, c in runs.items()},
                    {k: frozenset(c.qat_specs) for k, c in runs.items()},
-                   {k: {"weight": c.qat.distill, "temperature": c.qat.distill_temperature}
-                    for k, c in runs.items() if c.qat.distill and c.qat_grids})
+                   {k: d for k, c in runs.items() if (d := distilled_stages(c))})
 
     def holds(self, method: str, point: str, ratio: int, grid: str | None = None) -> bool:
         """Whether ``method`` at ``point`` and ratio V (fine-tuned through ``grid``, for a
@@ -483,7 +501,7 @@ def reproduce_table1(cfg: ReproConfig, progress: bool = True) -> dict:
     results.mkdir(parents=True, exist_ok=True)
     summary = write_record(results / "table1.json", {"kind": "reproduce-table1",
                                                      "config": dataclasses.asdict(cfg),
-                                                     "qat_distill": ScaleCells.of(cfg).distill,
+                                                     "distill": ScaleCells.of(cfg).distill,
                                                      **summary})
     render_outputs(summary, results)
     return summary

@@ -158,11 +158,18 @@ def _coder_note(summary: dict) -> str:
 
 
 def _kd_note(summary: dict) -> str:
-    kd = summary.get("qat_distill") or {}
-    said = [f"{'AECNN' if run == 'aecnn' else 'BottleNet++'}'s distilled from the uncut "
-            f"baseline ({d['weight']:g} of the loss on its outputs at T = "
-            f"{d['temperature']:g})" for run, d in sorted(kd.items())]
-    return f"; {' and '.join(said)}" if said else ""
+    """Which stages were distilled from the uncut baseline, or nothing."""
+    kd = summary.get("distill") or {}
+    said = []
+    for run, stages in sorted(kd.items()):
+        name = "AECNN" if run == "aecnn" else "BottleNet++"
+        said.append(f"{name}'s " + ", ".join(
+            f"`{kind}` ({d['weight']:g} of the loss at T = {d['temperature']:g})"
+            for kind, d in stages.items()))
+    if not said:
+        return ""
+    return ("Distilled from the uncut baseline (the KL divergence to its outputs): "
+            + "; ".join(said) + " stages.")
 
 
 def qat_rows(curve: list[dict], full: dict | None = None) -> list[dict]:
@@ -270,7 +277,8 @@ def render_reproduction(summary: dict) -> str:
              f"Command: `{cmd}`  ", f"Machine: {summary.get('machine', {})}  ",
              f"Seeds: {seeds} (accuracy: mean ± std over seeds, test split, float32 tensor).",
              "", f"Baseline test top-1: {b['mean']:.2f}"
-             + (f" ± {b['std']:.2f}" if len(seeds) > 1 else "") + " %.", "",
+             + (f" ± {b['std']:.2f}" if len(seeds) > 1 else "") + " %."
+             + (f" {_kd_note(summary)}" if _kd_note(summary) else ""), "",
              "| split point | C x H x W | V | BottleNet++ (%) | CA_Pruned (%) | AECNN (%) | "
              "C' x H x W | value entropy (bit) | coded (bit) | t_enc (ms) | t_dec (ms) | "
              "total compression |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -298,8 +306,7 @@ def render_reproduction(summary: dict) -> str:
               f"Baseline on the same {summary.get('n_quant_images', '')} test images"
               f"{_subset_note(summary)}: "
               f"{summary['baseline_subset']['mean']:.2f} %. {_coder_note(summary)} "
-              "'+ QAT': fine-tuned through the quantiser (one network per grid)"
-              f"{_kd_note(summary)}. "
+              "'+ QAT': fine-tuned through the quantiser (one network per grid). "
               "`uintB@pNN`: B-bit grid whose top level sits at the NN-th percentile of the "
               "tensor's values (larger values saturate).", "",
               "| method @ point | within 3 points | within 4.5 points | >= 256x at <= 4.5 | "
