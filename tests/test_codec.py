@@ -277,3 +277,17 @@ def test_clipped_grid_through_the_wire_needs_no_new_header_field():
     sym, lo, step = quantize(x.numpy(), QuantSpec.parse("uint2@p90"))
     expect = dequantize(sym, QuantSpec.parse("uint2"), lo, step, tuple(x.shape))
     assert torch.equal(y, torch.from_numpy(expect))
+
+
+def test_the_core_codec_imports_no_data_or_torchvision():
+    """The core (compression, wire format) imports only torch, numpy and the entropy coder:
+    a device or server that codes features does not load the dataset code or torchvision."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, aecnn.compression.codec, aecnn.compression.prior; "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision' "
+             "or m.startswith('aecnn.data')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

@@ -113,9 +113,9 @@ def test_context_priors_travel_in_the_variant_file_and_decode_on_the_server(
     packet and goes on serving; a corrupt prior entry is a VariantError."""
     import json
 
-    from aecnn.compression.prior import fit_head_priors
     from aecnn.compression.quantize import QuantSpec
     from aecnn.runtime.preprocess import Preprocessor
+    from aecnn.runtime.variant import fit_head_priors
 
     plain = load_variant(variant_files["r18-fr-x8"])
     m = plain.meta

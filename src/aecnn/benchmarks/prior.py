@@ -26,10 +26,11 @@ import torch
 from tqdm import tqdm
 
 from aecnn.compression.codec import FeatureCodec
-from aecnn.compression.prior import ContextPrior, fit_head_priors
+from aecnn.compression.prior import ContextPrior
 from aecnn.compression.quantize import QuantSpec, quantize
 from aecnn.data.splits import spread_indices
 from aecnn.errors import AecnnError
+from aecnn.runtime.variant import fit_head_priors
 
 DEFAULT_IMAGES = (1, 3, 10, 30, 100, 300, 1000, 3000)
 LINK_PRIOR_IMAGES = 1000  # the prior the shaped-link part sends with (aecnn export's default)

@@ -22,13 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from tqdm import tqdm
 
 from aecnn.compression import lattice
 from aecnn.compression.errors import PayloadError
-from aecnn.compression.quantize import DType, quantize
-from aecnn.data.splits import spread_indices
 from aecnn.errors import AecnnError
 
 FORMAT = "aecnn-context-prior/1"
@@ -174,28 +170,3 @@ class ContextPrior:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise PriorError(f"cannot read context prior {path}: {exc}") from None
         return cls.from_dict(d)
-
-
-def fit_head_priors(head, dataset, specs: dict, images: int, progress: bool = False,
-                    batch_size: int = 64) -> dict[str, ContextPrior]:
-    """The context prior of ``head``'s output through each integer grid of ``specs``
-    (name -> :class:`~aecnn.compression.quantize.QuantSpec`; others are skipped), fitted on
-    ``images`` samples of ``dataset`` (``(image (3, S, S), label)`` pairs) spread evenly
-    over it, so that every class of a class-sorted split has its share.
-
-    ``head: (B, 3, S, S) -> (B, K, H, W)`` runs in inference mode on the CPU tensors the
-    dataset yields."""
-    specs = {k: v for k, v in specs.items() if v is not None and v.dtype == DType.UINT}
-    if not specs or images <= 0 or len(dataset) == 0:
-        return {}
-    idx = spread_indices(len(dataset), images)
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, idx),
-                                         batch_size=batch_size)
-    symbols: dict[str, list[np.ndarray]] = {k: [] for k in specs}
-    with torch.inference_mode():
-        for x, _ in tqdm(loader, desc="fit priors", leave=False, disable=not progress):
-            device = next(head.parameters(), torch.empty(0)).device
-            for z in head(x.to(device)).float().cpu().numpy():
-                for name, spec in specs.items():
-                    symbols[name].append(quantize(z, spec)[0])
-    return {name: ContextPrior.fit(symbols[name], spec.levels) for name, spec in specs.items()}

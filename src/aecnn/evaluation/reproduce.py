@@ -24,7 +24,6 @@ import torch
 from tqdm import tqdm
 
 from aecnn.compression.codec import FeatureCodec, decode_packet
-from aecnn.compression.prior import fit_head_priors
 from aecnn.compression.quantize import QuantSpec, dequantize, quantize
 from aecnn.compression.wire import Packet
 from aecnn.config import load_config
@@ -177,21 +176,16 @@ RUN_OF = {"ca_pruned": "aecnn", "aecnn": "aecnn", "aecnn_qat": "aecnn",
 
 def distilled_stages(cfg) -> dict[str, dict[str, float]]:
     """The stage kinds of an Algorithm 1 or BottleNet++ config (``prune``, ``qat``, ...) whose
-    budgets distil the baseline, each with its weight and temperature (QAT only when the
-    config fine-tunes through a grid; AECNN's ``fr`` only when it trains an FR)."""
-    from aecnn.training.aecnn import StageBudget
-
+    budgets distil the baseline, in the order they run, each with its weight and temperature
+    (QAT only when the config fine-tunes through a grid; a stage only when it trains)."""
     out = {}
-    for f in dataclasses.fields(cfg):
-        budget = getattr(cfg, f.name)
-        if not isinstance(budget, StageBudget) or not budget.distill or budget.epochs == 0:
+    for kind in ("ca", "prune", "fr", "module", "joint", "qat"):
+        budget = getattr(cfg, kind, None)
+        if budget is None or not budget.distill or budget.epochs == 0 or (
+                kind == "qat" and not cfg.qat_grids):
             continue
-        if f.name == "qat" and not cfg.qat_grids:
-            continue
-        out[f.name] = {"weight": budget.distill, "temperature": budget.distill_temperature}
-    order = ("ca", "prune", "fr", "module", "joint", "qat")  # the order the stages run in
-    return dict(sorted(out.items(), key=lambda kv: order.index(kv[0])
-                       if kv[0] in order else len(order)))
+        out[kind] = {"weight": budget.distill, "temperature": budget.distill_temperature}
+    return out
 
 
 @dataclass(frozen=True)
@@ -282,8 +276,8 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
     """Accuracy and bits per element and coding times at each of ``quants`` (default:
     :func:`quant_names`), of a stage folder (or of a baseline checkpoint cut at ``point``).
     With ``cfg.prior_images`` and the ``train`` split, every integer grid's codec also holds
-    the network's context prior for that grid (:func:`~aecnn.compression.prior.fit_head_priors`)."""
-    from aecnn.runtime.variant import Variant, meta_from_baseline, meta_from_stage
+    the network's context prior for that grid (:func:`~aecnn.runtime.variant.fit_head_priors`)."""
+    from aecnn.runtime.variant import Variant, fit_head_priors, meta_from_baseline, meta_from_stage
 
     meta, state = (meta_from_stage(folder) if point is None
                    else meta_from_baseline(folder, point))

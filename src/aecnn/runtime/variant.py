@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from aecnn.compression.codec import FeatureCodec
-from aecnn.compression.prior import ContextPrior, PriorError, fit_head_priors
+from aecnn.compression.prior import ContextPrior, PriorError
 from aecnn.compression.pruning import pruned_head
 from aecnn.compression.quantize import DType, QuantSpec
 from aecnn.compression.recovery import FeatureRecovery, ZeroFill
@@ -302,6 +302,36 @@ def best_sibling(folder: Path) -> Path:
     if not cands:
         raise VariantError(f"no finished stage {folder} (or {folder.name}-<shape>)")
     return max(cands, key=lambda p: (_record(p)["val_top1"], p == folder))
+
+
+def fit_head_priors(head, dataset, specs: dict, images: int, progress: bool = False,
+                    batch_size: int = 64) -> dict[str, ContextPrior]:
+    """The context prior of ``head``'s output through each integer grid of ``specs``
+    (name -> :class:`~aecnn.compression.quantize.QuantSpec`; others are skipped), fitted on
+    ``images`` samples of ``dataset`` (``(image (3, S, S), label)`` pairs) spread evenly
+    over it, so that every class of a class-sorted split has its share.
+
+    ``head: (B, 3, S, S) -> (B, K, H, W)`` runs in inference mode on the CPU tensors the
+    dataset yields."""
+    from tqdm import tqdm
+
+    from aecnn.compression.quantize import quantize
+    from aecnn.data.splits import spread_indices
+
+    specs = {k: v for k, v in specs.items() if v is not None and v.dtype == DType.UINT}
+    if not specs or images <= 0 or len(dataset) == 0:
+        return {}
+    idx = spread_indices(len(dataset), images)
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, idx),
+                                         batch_size=batch_size)
+    symbols: dict[str, list] = {k: [] for k in specs}  # name -> (K, H, W) symbol arrays
+    with torch.inference_mode():
+        for x, _ in tqdm(loader, desc="fit priors", leave=False, disable=not progress):
+            device = next(head.parameters(), torch.empty(0)).device
+            for z in head(x.to(device)).float().cpu().numpy():
+                for name, spec in specs.items():
+                    symbols[name].append(quantize(z, spec)[0])
+    return {name: ContextPrior.fit(symbols[name], spec.levels) for name, spec in specs.items()}
 
 
 def train_split_of(source: str | Path, baseline: str | Path | None = None,
