@@ -11,7 +11,7 @@ TORCH_PIN := torch==2.14.1 torchvision==0.29.1
         reproduce-cpu-longft-frquiet reproduce-cpu-longft-frquiet-ratios \
         reproduce-cpu-longft-frquiet-fr3x3 reproduce-cpu-longft-frquiet-layer1 \
         reproduce-cpu-longft-frquiet-ratios-prior reproduce-cpu-longft-frquiet-kd \
-        reproduce-cpu-longft-frquiet-kdall
+        reproduce-cpu-longft-frquiet-kdall reproduce-cpu-longft-frquiet-kd-half
 
 venv: $(VENV)/.installed
 
@@ -147,6 +147,14 @@ reproduce-cpu-longft-frquiet-kd: venv
 reproduce-cpu-longft-frquiet-kdall: venv
 	$(call link_shared,aecnn:ca aecnn:importance.json,resnet50_cpu64_longft_frquiet-seed2,resnet50_cpu64_longft_frquiet_kdall-seed2)
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kdall.yaml --no-progress
+
+# cpu-longft-frquiet-kd with both methods sending half the height and width (BottleNet++'s
+# stride-2 encoder, AECNN's 2x2 average pool) at V = 8 and 16: the CA stage and ranking are
+# linked from cpu-longft-frquiet-kd's seed 2 (run that target first); the rest trains
+# (~80 min on 2 cores).
+reproduce-cpu-longft-frquiet-kd-half: venv
+	$(call link_shared,aecnn:ca aecnn:importance.json,resnet50_cpu64_longft_frquiet_kd-seed2,resnet50_cpu64_longft_frquiet_kd_half-seed2)
+	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half.yaml --no-progress
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -120,3 +120,24 @@ def test_quiet_feature_recovery_starts_near_zero_fill_and_still_learns(shape):
     assert grad is not None and grad.abs().sum() > 0
     with pytest.raises(ValueError, match="unknown FR init"):
         FeatureRecovery(keep, 8, shape, init="loud")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("hw", [(16, 16), (7, 10)])
+def test_half_size_head_and_upsampled_bridge(hw):
+    """``spatial``: the device averages 2x2 blocks (a last odd row or column over what it
+    has), the server upsamples to the split point's exact size before its bridge."""
+    from torch import nn
+
+    from aecnn.compression.spatial import Upsampled, halved
+
+    x = torch.rand(2, 3, *hw)
+    z = halved(nn.Identity())(x)
+    assert z.shape == (2, 3, -(-hw[0] // 2), -(-hw[1] // 2))
+    assert torch.allclose(z[:, :, 0, 0], x[:, :, :2, :2].mean(dim=(2, 3)))
+    if hw[0] % 2:
+        assert torch.allclose(z[:, :, -1, 0], x[:, :, -1, :2].mean(dim=2))
+    bridge = ZeroFill([0, 2, 5], 6)
+    full = Upsampled(bridge, hw)(z)
+    assert full.shape == (2, 6, *hw)
+    assert torch.equal(full[:, [0, 2, 5], :2, :2], z[:, :, :1, :1].expand(-1, -1, 2, 2))
+    assert not full[:, [1, 3, 4]].any()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -110,6 +111,36 @@ def test_all_stages_kill_and_resume(caltech_root, tmp_path, capsys):
         assert main([*args, "--set", change]) == 2
         err = capsys.readouterr().err
         assert f"pruned-x2 was trained with {said}" in err and "Traceback" not in err
+
+    # beyond the paper, `spatial`: the kept channels at half height and width, upsampled on
+    # the server before the bridge; never reused from (or for) a full-size stage
+    capsys.readouterr()
+    assert main([*args, "--set", "spatial=true"]) == 2
+    err = capsys.readouterr().err
+    assert "pruned-x2 was trained with spatial=False (asked True)" in err
+    half = tmp_path / "aecnn-half"
+    (half / "stem").mkdir(parents=True)
+    for name in ("ca", "importance.json"):  # the same CA stage and ranking
+        os.link(out / "stem" / name, half / "stem" / name) if name.endswith(".json") else \
+            shutil.copytree(out / "stem" / name, half / "stem" / name, copy_function=os.link)
+    half_args = [a if not a.startswith("out=") else f"out={half}" for a in args]
+    assert main([*half_args, "--set", "spatial=true", "--set", "ratios=[8]",
+                 "--set", "qat_grids=[uint2]"]) == 0
+    from aecnn.runtime.variant import Variant, meta_from_stage
+
+    by = {r["stage"]: r for r in load_stage_records(half)}
+    assert {"pruned-x8", "aecnn-x8", "aecnn-q2-x8"} <= set(by)
+    for stage in ("pruned-x8", "aecnn-x8", "aecnn-q2-x8"):
+        assert by[stage]["spatial"] is True and by[stage]["compressed_shape"] == [8, 4, 4]
+        meta, state = meta_from_stage(half / "stem" / stage)
+        v = Variant(meta)
+        v.load_state_dict(state)  # strict: the deployed network is the trained one
+        with torch.inference_mode():
+            z = v.head(torch.rand(1, 3, 32, 32))
+            assert z.shape == (1, 8, 4, 4) and v.bridge(z).shape == (1, 64, 8, 8)
+    capsys.readouterr()
+    assert main([a.replace("ratios=[2, 8]", "ratios=[8]") for a in half_args]) == 2
+    assert "spatial=True (asked False)" in capsys.readouterr().err
 
     # aecnn export with context priors (wire coder 5), fitted on the baseline's training
     # split: both ends hold them in the variant file; bad grids are clear errors

@@ -45,6 +45,9 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch):
                     "t_dec_ms", "total_compression"):
             assert row[key] is not None, key
         assert row["compressed_shape"][0] * row["ratio"] == row["split_shape"][0]
+    for f in (runs / "measure").glob("seed*/*.json"):  # the whole split tensor's size
+        r = json.loads(f.read_text())
+        assert r["split_elements"] == r["elements"] * r["ratio"] and not r["spatial"], f.name
     # AECNN minus BottleNet++ seed by seed, from the same stage records
     plain = [p for p in table["paired"] if p["aecnn_grid"] == "float32"]
     assert len(plain) == len(table["rows"]) and "## AECNN minus BottleNet++, seed by seed" in md
@@ -392,6 +395,52 @@ def test_the_table_does_not_depend_on_the_order_of_its_records():
     no_aecnn = summarize([r for r in recs if r["method"] != "aecnn"], base, cfg)
     pruned = next(r for r in recs if r["method"] == "ca_pruned")
     assert no_aecnn["rows"][0]["entropy_bits"] == pruned["codec"]["float32"]["bits_per_element"]
+
+
+def test_stride2_bottlenet_sits_in_the_row_of_as_many_elements(tmp_path):
+    """BottleNet++'s stride-2 variant at V sends C/V channels at half the height and width:
+    the table keys it by its element ratio 4V, pairs it with the AECNN that sends as many
+    elements, names it, and a scale of one variant leaves the other's records out."""
+    from aecnn.config import load_config
+    from aecnn.evaluation.reproduce import ReproConfig, ScaleCells
+    from aecnn.evaluation.table1_repro import render_reproduction, summarize
+
+    folder = Path("results/reproduction/cpu-longft-frquiet-kd/measure/seed2")
+    recs = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
+    s2 = []
+    for r in recs:  # BottleNet++ at V = 4, stride 2: 16 x 8 x 8, as many as AECNN at 16
+        if r["method"].startswith("bottlenet"):
+            r = {**r, "ratio": 4, "spatial": True, "split_elements": 64 * 16 * 16,
+                 "compressed_shape": [16, 8, 8], "elements": 1024}
+        s2.append(r)
+    table = summarize(s2, [{"test_top1": 61.29}], ReproConfig(scale="t"))
+    assert table["spatial"] == {"aecnn": False, "bottlenet": True}
+    assert [r["ratio"] for r in table["rows"]] == [16]
+    row = table["rows"][0]
+    bn = next(r for r in recs if r["method"] == "bottlenet++")
+    assert row["bottlenet++"]["mean"] == bn["test_top1"] and row["compressed_shape"] == [4, 16, 16]
+    assert {p["ratio"] for p in table["paired"]} == {16}
+    md = render_reproduction(table)
+    assert "| BottleNet++ (stride 2) (%) |" in md and "BottleNet++ (stride 2) + QAT @ stem" in md
+    plain = summarize(recs, [{"test_top1": 61.29}], ReproConfig(scale="t"))
+    assert not any(plain["spatial"].values()) and "(stride 2)" not in render_reproduction(plain)
+    pooled = summarize([{**r, "spatial": True, "split_elements": 64 * 16 * 16,
+                         "elements": r["elements"] // 4} if r["method"] != "baseline" else r
+                        for r in s2], [{"test_top1": 61.29}], ReproConfig(scale="t"))
+    assert pooled["spatial"] == {"aecnn": True, "bottlenet": True}
+    assert sorted(r["ratio"] for r in pooled["rows"]) == [64]  # both halved: 4V = 64
+    md = render_reproduction(pooled)
+    assert "| CA_Pruned (pool 2) (%) | AECNN (pool 2) (%) |" in md
+    assert "AECNN (pool 2) + QAT @ stem" in md
+
+    cfg = "configs/reproduce/cpu-longft-frquiet-kd.yaml"
+    cells = ScaleCells.of(load_config(ReproConfig, cfg))
+    cells2 = ScaleCells.of(load_config(ReproConfig, cfg, ['bottlenet_overrides=["ratios=[4]", '
+                                                          '"spatial=true"]']))
+    stride2 = {"method": "bottlenet++", "point": "stem", "ratio": 4, "spatial": True}
+    assert cells2.holds_record(stride2) and not cells2.holds_record({**stride2, "spatial": False})
+    assert not cells.holds_record({**stride2, "ratio": 16})  # a stride-1 scale: not its record
+    assert cells.holds_record({**stride2, "ratio": 16, "spatial": False})
 
 
 def test_aecnn_and_bottlenet_are_paired_seed_by_seed():

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import statistics
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -201,6 +202,7 @@ class ScaleCells:
     ratios: dict[str, frozenset[int]]
     grids: dict[str, frozenset[QuantSpec]]
     distill: dict[str, dict[str, dict[str, float]]]  # run -> distilled stage kind -> w, T
+    spatial: dict[str, bool] = field(default_factory=dict)  # run -> sends half H and W
 
     @classmethod
     def of(cls, cfg: ReproConfig) -> ScaleCells:
@@ -213,7 +215,8 @@ class ScaleCells:
         return cls({k: frozenset(c.points) for k, c in runs.items()},
                    {k: frozenset(c.ratios) for k, c in runs.items()},
                    {k: frozenset(c.qat_specs) for k, c in runs.items()},
-                   {k: d for k, c in runs.items() if (d := distilled_stages(c))})
+                   {k: d for k, c in runs.items() if (d := distilled_stages(c))},
+                   {k: c.spatial for k, c in runs.items()})
 
     def holds(self, method: str, point: str, ratio: int, grid: str | None = None) -> bool:
         """Whether ``method`` at ``point`` and ratio V (fine-tuned through ``grid``, for a
@@ -226,10 +229,15 @@ class ScaleCells:
         return grid is None or QuantSpec.parse(grid) in self.grids[run]
 
     def holds_record(self, rec: dict) -> bool:
-        """:meth:`holds` for a measurement record (older QAT records name only their bits)."""
+        """:meth:`holds` for a measurement record (older QAT records name only their bits);
+        its network must also send what the scale's run sends: the split point's height
+        and width, or half of them (``spatial``)."""
         grid = None
         if rec["method"].endswith("_qat"):
             grid = rec.get("qat_quant") or f"uint{rec['qat_bits']}"
+        run = RUN_OF.get(rec["method"])
+        if run and bool(rec.get("spatial", False)) != self.spatial.get(run, False):
+            return False  # the other variant's record (half size or not), in a shared folder
         return self.holds(rec["method"], rec["point"], rec["ratio"], grid)
 
 
@@ -302,6 +310,9 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
             zq = z if spec is None else _requant(z, spec)
             correct[name] += int((var.server(zq).argmax(1).cpu() == y).sum())
     acc = {k: 100.0 * v / len(idx) for k, v in correct.items()}
+    # the bridge rebuilds the whole split tensor: what float32 compression is measured
+    # against (with ``spatial`` a network sends fewer positions, not only fewer channels)
+    split_shape = list(var.bridge(feats[0][None].to(device)).shape[1:])
     priors = (fit_head_priors(var.head, train, specs, cfg.prior_images, progress)
               if train is not None else {})
     codec = {}
@@ -332,6 +343,8 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
     return {"kind": "reproduce-measure", "source": str(folder), "point": meta.point,
             "ratio": meta.ratio, "bridge": meta.bridge, "fr_shape": meta.fr_shape,
             "compressed_shape": list(feats[0].shape), "elements": int(feats[0].numel()),
+            "split_shape": split_shape, "split_elements": math.prod(split_shape),
+            "spatial": meta.spatial,
             "n_quant_images": len(idx),
             "quant_subset": subset_label(n, cfg.quant_images, cfg.quant_subset),
             "accuracy": acc, "codec": codec,

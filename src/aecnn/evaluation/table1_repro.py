@@ -17,12 +17,50 @@ PAPER_HEADLINE = (256, 4.5)   # >= 256x at <= 4.5 points below the baseline
 STRETCH = (1000, 3.0)         # >= 1000x at <= 3 points
 
 
+HALF_SIZE = {"bottlenet": " (stride 2)", "aecnn": " (pool 2)"}  # run -> name suffix
+
+
+def _run(method: str) -> str | None:
+    """The run a method's networks come from: ``aecnn`` (CA_Pruned, AECNN), ``bottlenet``."""
+    if method == "baseline":
+        return None
+    return "bottlenet" if method.startswith("bottlenet") else "aecnn"
+
+
+def _half(summary: dict, run: str) -> str:
+    """The name suffix of ``run``'s variant in this table: half-size or nothing."""
+    return HALF_SIZE[run] if (summary.get("spatial") or {}).get(run) else ""
+
+
+def names(summary: dict) -> dict[str, str]:
+    """Display name of each method key, with the variant named where a run sends half the
+    height and width (``spatial``: BottleNet++'s stride-2 encoder, AECNN's 2x2 pool)."""
+    out = {}
+    for key, name in ALL_NAMES.items():
+        base, plus, qat = name.partition(" + ")
+        out[key] = base + _half(summary, str(_run(key))) + plus + qat
+    return out
+
+
+def element_ratio(rec: dict) -> dict:
+    """A measurement record with ``ratio`` = the split tensor's elements over those sent.
+    That is V for channel pruning and BottleNet++'s channel reduction, and 4V where a
+    network also halves height and width (``spatial``: C/V channels at half size), which so
+    sits in the row of the networks that send as many elements; ``channel_ratio`` keeps V."""
+    if not rec.get("spatial"):
+        return rec
+    return {**rec, "ratio": round(rec["split_elements"] / rec["elements"]),
+            "channel_ratio": rec["ratio"]}
+
+
 def _ms(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def summarize(recs: list[dict], baselines: list[dict], cfg) -> dict:
-    """Mean and std over seeds of every cell; rate-accuracy points; the headline checks."""
+    """Mean and std over seeds of every cell; rate-accuracy points; the headline checks.
+    Cells are keyed by the element ratio (:func:`element_ratio`)."""
+    recs = [element_ratio(r) for r in recs]
     base = _ms([b["test_top1"] for b in baselines])
     base_sub = _ms([r["accuracy"]["float32"] for r in recs if r["method"] == "baseline"])
     cells: dict = defaultdict(lambda: defaultdict(list))
@@ -42,6 +80,7 @@ def summarize(recs: list[dict], baselines: list[dict], cfg) -> dict:
         # whatever order the records come in
         for r in c["codec_aecnn"] or c["codec_ca_pruned"]:
             c["shape"] = r["compressed_shape"]
+            c["split"] = r.get("split_shape") or [c["shape"][0] * ratio, *c["shape"][1:]]
             c["float_bpe"].append(r["codec"]["float32"]["bits_per_element"])
             c["value_h"].append(r["codec"]["float32"].get("value_entropy", float("nan")))
             c["t_enc"].append(r["codec"]["float32"]["t_enc_s"])
@@ -50,8 +89,7 @@ def summarize(recs: list[dict], baselines: list[dict], cfg) -> dict:
         bpe = statistics.mean(c["float_bpe"]) if c["float_bpe"] else None
         kept = math.prod(c["shape"]) if "shape" in c else None
         row = {"point": point, "ratio": ratio, "compressed_shape": c.get("shape"),
-               "split_shape": [c["shape"][0] * ratio, *c["shape"][1:]] if "shape" in c
-               else None,
+               "split_shape": c.get("split"),
                "entropy_bits": bpe,
                "value_entropy": statistics.mean(c["value_h"]) if c["value_h"] else None,
                "t_enc_ms": 1e3 * statistics.mean(c["t_enc"]) if c["t_enc"] else None,
@@ -94,6 +132,8 @@ def summarize(recs: list[dict], baselines: list[dict], cfg) -> dict:
                                   if r["method"] == "baseline"), None),
             "coder": cfg.coder, "link_bps": cfg.link_bps, "baseline": {"mean": base[0],
             "std": base[1]}, "baseline_subset": {"mean": base_sub[0], "std": base_sub[1]},
+            "spatial": {run: any(r.get("spatial") for r in recs if _run(r["method"]) == run)
+                        for run in ("aecnn", "bottlenet")},
             "rows": rows, "curve": curve, "qat": qat,
             "headline": headline(curve, base_sub[0]),
             "headline_all": headline_all(qat, base[0]), "paired": paired_by_seed(recs)}
@@ -155,6 +195,21 @@ def _coder_note(summary: dict) -> str:
     return ("Quantised tensors are coded by `auto`: per tensor, the coder with the least "
             "predicted encode + transmit + decode time on a "
             f"{summary.get('link_bps', 0) / 1e6:g} Mbit/s uplink (used: {', '.join(used)}).")
+
+
+def _sent_note(summary: dict) -> str:
+    """What each method sends at ratio V (the table's V is the ratio of elements)."""
+    half = summary.get("spatial") or {}
+    if not any(half.values()):
+        return "BottleNet++ sends its C/V-channel code."
+    said = []
+    if half.get("aecnn"):
+        said.append("CA_Pruned and AECNN (pool 2) send the C/(V/4) kept channels averaged "
+                    "over 2 x 2 blocks, which the server upsamples (nearest) before its "
+                    "bridge")
+    said.append("BottleNet++ (stride 2) sends a C/(V/4)-channel code at half the height and "
+                "width" if half.get("bottlenet") else "BottleNet++ sends its C/V-channel code")
+    return "; ".join(said) + ". V is the ratio of elements: every method sends as many at V."
 
 
 def _kd_note(summary: dict) -> str:
@@ -273,13 +328,15 @@ def render_reproduction(summary: dict) -> str:
     b = summary["baseline"]
     seeds = summary["seeds"]
     cmd = summary.get("command", "")
+    name = names(summary)
     lines = [f"# Table I reproduction, scale `{summary['scale']}`", "",
              f"Command: `{cmd}`  ", f"Machine: {summary.get('machine', {})}  ",
              f"Seeds: {seeds} (accuracy: mean ± std over seeds, test split, float32 tensor).",
              "", f"Baseline test top-1: {b['mean']:.2f}"
              + (f" ± {b['std']:.2f}" if len(seeds) > 1 else "") + " %."
              + (f" {_kd_note(summary)}" if _kd_note(summary) else ""), "",
-             "| split point | C x H x W | V | BottleNet++ (%) | CA_Pruned (%) | AECNN (%) | "
+             f"| split point | C x H x W | V | {name['bottlenet++']} (%) | "
+             f"{name['ca_pruned']} (%) | {name['aecnn']} (%) | "
              "C' x H x W | value entropy (bit) | coded (bit) | t_enc (ms) | t_dec (ms) | "
              "total compression |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary["rows"]:
@@ -300,8 +357,8 @@ def render_reproduction(summary: dict) -> str:
               "packet header is not counted), with the encode and decode times beside it. "
               "Above 32 bits the tables cost more than the coding saves: float32 features "
               "do not compress losslessly. Total compression = float32 split tensor bits / "
-              "coded bits (AECNN's kept channels). BottleNet++ sends its C/V-channel "
-              "code.", "",
+              "coded bits (AECNN's kept channels). "
+              + _sent_note(summary), "",
               "## Highest compression near the baseline (quantised + entropy coded)", "",
               f"Baseline on the same {summary.get('n_quant_images', '')} test images"
               f"{_subset_note(summary)}: "
@@ -317,7 +374,7 @@ def render_reproduction(summary: dict) -> str:
         return (f"{a['compression']:.0f}x (V={a['ratio']}, {a['quant']}, "
                 f"{a['accuracy']:.2f} %)")
 
-    lines += _headline_rows(summary["headline"], desc)
+    lines += _headline_rows(summary["headline"], desc, name)
     if summary.get("headline_all"):
         lines += _render_headline_all(summary)
     if summary.get("qat"):
@@ -339,23 +396,25 @@ def render_reproduction(summary: dict) -> str:
             if with_all:
                 a = q.get("qat_all")
                 full = f"{_acc(a)} ({a['mean'] - base:+.2f}) | " if a else "- | "
-            lines.append(f"| {METHOD_NAMES[q['method']]} @ {q['point']} | {q['ratio']} | "
+            lines.append(f"| {name[q['method']]} @ {q['point']} | {q['ratio']} | "
                          f"{q['quant']} | {no} | {qat} | {full}"
                          f"{q['bytes_per_image']:.0f} |")
     if paired := [p for p in summary.get("paired", []) if p["n"] > 1]:
-        lines += _render_paired(paired)
+        lines += _render_paired(paired, name["aecnn"], name["bottlenet++"])
     return "\n".join(lines) + "\n"
 
 
-def _render_paired(paired: list[dict]) -> list[str]:
-    """AECNN minus BottleNet++ seed by seed (Markdown lines), one row per pair."""
-    lines = ["", "## AECNN minus BottleNet++, seed by seed", "",
-             "Test top-1 on all test images (points), each seed's AECNN against the "
-             "BottleNet++ trained on the same baseline; QAT networks through their own grids "
+def _render_paired(paired: list[dict], ae: str = "AECNN", bn: str = "BottleNet++"
+                   ) -> list[str]:
+    """AECNN (named ``ae``) minus BottleNet++ (``bn``) seed by seed (Markdown lines), one
+    row per pair: the two networks that send as many elements."""
+    lines = ["", f"## {ae} minus {bn}, seed by seed", "",
+             f"Test top-1 on all test images (points), each seed's {ae} against the "
+             f"{bn} trained on the same baseline; QAT networks through their own grids "
              "of the same bit width. Pairing removes the baselines' spread, which both "
              "methods' ± std above carry; s.e. is the standard error of the mean "
              "difference (std / √seeds).", "",
-             "| point | V | AECNN grid | BottleNet++ grid | per seed | mean ± std | s.e. | "
+             f"| point | V | AECNN grid | {bn} grid | per seed | mean ± std | s.e. | "
              "AECNN ahead |", "|---|---|---|---|---|---|---|---|"]
     for p in paired:
         per = ", ".join(f"{s}: {d:+.2f}" for s, d in zip(p["seeds"], p["diffs"], strict=True))
@@ -383,15 +442,16 @@ def _render_headline_all(summary: dict) -> list[str]:
              "images; where the two disagree, this check is the one to trust.", "",
              "| method @ point | within 3 points | within 4.5 points | >= 256x at <= 4.5 | "
              ">= 1000x at <= 3 |", "|---|---|---|---|---|"]
-    return lines + _headline_rows(summary["headline_all"], desc)
+    return lines + _headline_rows(summary["headline_all"], desc, names(summary))
 
 
-def _headline_rows(headline: dict, desc) -> list[str]:
-    """One Markdown row per ``method@point`` of a headline check, points drawn by ``desc``."""
+def _headline_rows(headline: dict, desc, name: dict[str, str]) -> list[str]:
+    """One Markdown row per ``method@point`` of a headline check, points drawn by ``desc``,
+    methods named by ``name``."""
     lines = []
     for key, res in headline.items():
-        name, point = key.split("@")
-        lines.append(f"| {ALL_NAMES[name]} @ {point} | {desc(res['within_3'])} | "
+        method, point = key.split("@")
+        lines.append(f"| {name[method]} @ {point} | {desc(res['within_3'])} | "
                      f"{desc(res['within_4.5'])} | {'yes' if res['paper_headline_met'] else 'no'}"
                      f" | {'yes' if res['stretch_met'] else 'no'} |")
     return lines
@@ -447,7 +507,7 @@ def _draw_panel(ax, summary: dict, point: str) -> None:
     """Every method's points at one split point, its Pareto front, its best point within 3
     points (circled), the baseline lines and the shaded targets."""
     curve, base = summary["curve"], summary["baseline_subset"]["mean"]
-    for i, (m, label) in enumerate(ALL_NAMES.items()):
+    for i, (m, label) in enumerate(names(summary).items()):
         pts = [p for p in curve if p["method"] == m and p["point"] == point]
         labelled = False
         for q in sorted({p["quant"] for p in pts}):
@@ -516,7 +576,9 @@ def render_side_by_side(summary: dict, paper: dict) -> str:
     pb, ob = paper["baseline"], summary["baseline"]["mean"]
     lines = [f"Baselines: paper {pb:.2f} %, ours {ob:.2f} %. Cells: accuracy (drop from the "
              "baseline), paper | ours.", "",
-             "| split | V | BottleNet++ paper | ours | CA_Pruned paper | ours | AECNN paper | "
+             "| split | V | BottleNet++ paper | ours"
+             + _half(summary, "bottlenet") + " | CA_Pruned paper | ours"
+             + _half(summary, "aecnn") + " | AECNN paper | "
              "ours | entropy (bit) paper | ours: value entropy / coded |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for p in paper["rows"]:

@@ -26,6 +26,7 @@ from aecnn.compression.prior import ContextPrior, PriorError
 from aecnn.compression.pruning import pruned_head
 from aecnn.compression.quantize import DType, QuantSpec
 from aecnn.compression.recovery import FeatureRecovery, ZeroFill
+from aecnn.compression.spatial import Upsampled, halved
 from aecnn.errors import AecnnError, CheckpointError
 from aecnn.models import create_model, get_spec, split_model
 from aecnn.safeio import safe_torch_load
@@ -116,6 +117,8 @@ class Variant(nn.Module):
             head = BottleNetHead(head, BottleNetEncoder(sp.channels, meta.ratio, meta.spatial))
             bridge = BottleNetDecoder(sp.channels, meta.ratio, meta.spatial,
                                       sp.spatial(meta.input_size))
+        if meta.spatial and meta.bridge in ("zerofill", "fr"):  # kept channels at half size
+            head, bridge = halved(head), Upsampled(bridge, sp.spatial(meta.input_size))
         self.head, self.bridge, self.tail = head, bridge, tail
         # grid name (``uint2@p90``) -> the context prior both ends code that grid with
         self.priors: dict[str, ContextPrior] = {}

@@ -6,7 +6,9 @@ C/V most important channels, prune the device head physically where possible, fi
 the paper's CA_Pruned) and ``aecnn-xV`` (insert the FR module on the server and fine-tune:
 AECNN). With several ``fr_shapes``, the first trains in ``aecnn-xV`` and each other one in
 ``aecnn-xV-<shape>``, each starting from the same CA_Pruned weights with the same budget; the
-table keeps the one with the best validation accuracy. Every stage writes its checkpoint and a
+table keeps the one with the best validation accuracy. With ``spatial`` (beyond the paper) the
+device also halves the kept channels' height and width (:mod:`aecnn.compression.spatial`).
+Every stage writes its checkpoint and a
 JSON record into its own folder and is skipped when that record exists, so a killed run
 resumes where it stopped (within a stage, from its last epoch).
 """
@@ -31,6 +33,7 @@ from aecnn.compression.pruning import pruned_head
 from aecnn.compression.qat import FakeQuant
 from aecnn.compression.quantize import QuantSpec
 from aecnn.compression.recovery import FeatureRecovery, ZeroFill
+from aecnn.compression.spatial import Upsampled, halved
 from aecnn.config import load_config, save_config, to_dict
 from aecnn.errors import AecnnError, ConfigError
 from aecnn.models import create_model, get_spec, split_model
@@ -42,6 +45,8 @@ from aecnn.training.config import OptimConfig, TrainConfig
 from aecnn.training.loop import Distillation, RunOptions, evaluate_model, fit, make_loader
 
 Part = Literal["head", "bridge", "tail"]
+EXTRA_DEFAULTS = {"spatial": False}
+"""Stage settings that a record or a request may leave out, meaning this value."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,7 @@ class AecnnConfig(StagesConfig):
     fr_init: Literal["default", "quiet"] = "default"
     importance: Literal["ca", "random", "l1", "activation"] = "ca"
     importance_images: int | None = None
+    spatial: bool = False  # beyond the paper: send the kept channels at half height and width
 
 
 class SplitNet(nn.Module):
@@ -248,6 +254,9 @@ class Pipeline:
             asked = json.loads(json.dumps(extra))  # tuples as lists, as in the record
             differ = [f"{k}={rec[k]!r} (asked {v!r})" for k, v in asked.items()
                       if k in rec and rec[k] != v]
+            for k, d in EXTRA_DEFAULTS.items():  # left out on one side: the default
+                if (k not in rec or k not in asked) and rec.get(k, d) != asked.get(k, d):
+                    differ.append(f"{k}={rec.get(k, d)!r} (asked {asked.get(k, d)!r})")
             differ += budget_differs(rec.get("budget"), budget)
             if differ:
                 raise ConfigError(f"{folder} was trained with {', '.join(differ)}; give this "
@@ -341,6 +350,15 @@ class Pipeline:
             records.append(rec)
         return records
 
+    def sized(self, sp: SplitPoint, head: nn.Module, bridge: nn.Module
+              ) -> tuple[nn.Module, nn.Module]:
+        """``head`` and ``bridge`` as they are, or with ``spatial``: the head's output
+        average-pooled to half height and width, and the bridge fed its input upsampled back
+        to the split point's size (:mod:`aecnn.compression.spatial`)."""
+        if not getattr(self.cfg, "spatial", False):
+            return head, bridge
+        return halved(head), Upsampled(bridge, sp.spatial(self.data.input_size))
+
     @property
     def n_qat(self) -> int:
         """Quantisation-aware stages per finished network."""
@@ -372,11 +390,13 @@ class Pipeline:
                     model = self.fresh_model()
                     head, _ = pruned_head(model, self.spec, sp, keep)
                     _, tail = split_model(model, self.spec, sp)
-                    return SplitNet(head, ZeroFill(keep, sp.channels), tail)
+                    return SplitNet(*self.sized(sp, head, ZeroFill(keep, sp.channels)), tail)
 
                 physical = bool(sp.emitters)
                 extra = {"point": sp.name, "ratio": ratio, "kept": keep, "physical": physical,
                          "importance": cfg.importance}
+                if cfg.spatial:  # only then, so that earlier records and configs still match
+                    extra["spatial"] = True
                 pruned, rec = self.stage(f"pruned-x{ratio}", folder / f"pruned-x{ratio}",
                                          build_pruned, cfg.prune, extra)
                 records.append(rec)
@@ -390,9 +410,11 @@ class Pipeline:
                     def build_fr(sp: SplitPoint = sp, keep: list[int] = keep,
                                  pruned: SplitNet = pruned, shape: str = shape) -> SplitNet:
                         # copies: each FR shape starts from the same CA_Pruned weights
-                        fr = FeatureRecovery(keep, sp.channels, shape,
-                                             init=cfg.fr_init).to(self.opts.device)
-                        return SplitNet(copy.deepcopy(pruned.head), fr,
+                        fr: nn.Module = FeatureRecovery(keep, sp.channels, shape,
+                                                        init=cfg.fr_init)
+                        if cfg.spatial:
+                            fr = Upsampled(fr, sp.spatial(self.data.input_size))
+                        return SplitNet(copy.deepcopy(pruned.head), fr.to(self.opts.device),
                                         copy.deepcopy(pruned.tail))
 
                     name = f"aecnn-x{ratio}" + (f"-{shape}" if i else "")
