@@ -50,10 +50,11 @@ def cmd_export(args: argparse.Namespace) -> int:
                       progress=not args.no_progress)
     meta = var.meta
     acc = f", test top-1 {meta.test_top1:.2f} %" if meta.test_top1 is not None else ""
-    kept = len(meta.kept) if meta.kept else meta.channels
+    kept = len(meta.kept) if meta.kept else meta.channels // meta.ratio
     shape = f" ({meta.fr_shape})" if meta.fr_shape else ""
+    half = ", at half height and width" if meta.spatial else ""
     print(f"{meta.name}: {meta.model_name} cut at {meta.point}, bridge {meta.bridge}{shape}, "
-          f"V={meta.ratio} ({kept}/{meta.channels} channels){acc} -> {args.out}")
+          f"V={meta.ratio} ({kept}/{meta.channels} channels{half}){acc} -> {args.out}")
     for grid, prior in var.priors.items():
         print(f"  context prior for {grid}: {prior.fingerprint_hex} ({prior.levels} levels, "
               f"fitted on {prior.images} training tensors; wire coder 5)")
