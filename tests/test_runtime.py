@@ -4,6 +4,7 @@ planner. Tiny ResNet-18 variants at 32 px on real Caltech-101 photos."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import struct
 import threading
@@ -176,6 +177,30 @@ def test_co_inference_matches_the_whole_model(served, photos):
                                                      "t_dec", "t_fr", "t_es"))
             parts = r.t_pre + r.t_iot + r.t_enc + r.t_com + r.t_dec + r.t_fr + r.t_es
             assert parts <= r.total * 1.05 + 1e-3
+
+
+def test_a_half_size_variant_is_served(tmp_path, photos):
+    """``spatial``: the device sends the kept channels at half height and width, the server
+    upsamples them before FR; co-inference over a real socket is exact in float32."""
+    torch.manual_seed(0)
+    meta = dataclasses.replace(make_meta("r18-fr-x8-half", "fr", 8, tuple(range(0, 64, 8)),
+                                         "1x1", 64.0), spatial=True)
+    v = load_variant(export_variant(Variant(meta).eval(), meta, tmp_path / "half.pt"))
+    assert v.meta.spatial
+    run = Running({meta.name: v})
+    try:
+        with Connection(run.host, run.port) as conn:
+            co = CoInference(v, FeatureCodec("float32", "memoryless"), conn)
+            for data in photos:
+                r = co.infer(data)
+                with torch.inference_mode():
+                    x = co.prep(data)
+                    assert v.head(x).shape == (1, 8, 4, 4)  # 32 px: stem 8 x 8, halved
+                    logits = v(x)
+                assert r.cls == int(logits.argmax())
+                assert r.score == pytest.approx(float(logits.softmax(1).max()), abs=1e-5)
+    finally:
+        run.stop()
 
 
 def test_full_offload_and_local_agree(served, photos):
