@@ -403,7 +403,11 @@ def test_stride2_bottlenet_sits_in_the_row_of_as_many_elements(tmp_path):
     elements, names it, and a scale of one variant leaves the other's records out."""
     from aecnn.config import load_config
     from aecnn.evaluation.reproduce import ReproConfig, ScaleCells
-    from aecnn.evaluation.table1_repro import render_reproduction, summarize
+    from aecnn.evaluation.table1_repro import (
+        render_reproduction,
+        render_side_by_side,
+        summarize,
+    )
 
     folder = Path("results/reproduction/cpu-longft-frquiet-kd/measure/seed2")
     recs = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
@@ -432,6 +436,9 @@ def test_stride2_bottlenet_sits_in_the_row_of_as_many_elements(tmp_path):
     md = render_reproduction(pooled)
     assert "| CA_Pruned (pool 2) (%) | AECNN (pool 2) (%) |" in md
     assert "AECNN (pool 2) + QAT @ stem" in md
+    paper = json.loads(Path("configs/reproduce/paper_table1.json").read_text())
+    assert ("| ours (stride 2) | CA_Pruned paper | ours (pool 2) | AECNN paper | ours (pool 2) |"
+            in render_side_by_side(pooled, paper))
 
     cfg = "configs/reproduce/cpu-longft-frquiet-kd.yaml"
     cells = ScaleCells.of(load_config(ReproConfig, cfg))

@@ -578,8 +578,8 @@ def render_side_by_side(summary: dict, paper: dict) -> str:
              "baseline), paper | ours.", "",
              "| split | V | BottleNet++ paper | ours"
              + _half(summary, "bottlenet") + " | CA_Pruned paper | ours"
-             + _half(summary, "aecnn") + " | AECNN paper | "
-             "ours | entropy (bit) paper | ours: value entropy / coded |",
+             + _half(summary, "aecnn") + " | AECNN paper | ours" + _half(summary, "aecnn")
+             + " | entropy (bit) paper | ours: value entropy / coded |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for p in paper["rows"]:
         o = ours.get((p["point"], p["ratio"]), {})
