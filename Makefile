@@ -151,7 +151,7 @@ reproduce-cpu-longft-frquiet-kdall: venv
 # cpu-longft-frquiet-kd with both methods sending half the height and width (BottleNet++'s
 # stride-2 encoder, AECNN's 2x2 average pool) at V = 8 and 16: the CA stage and ranking are
 # linked from cpu-longft-frquiet-kd's seed 2 (run that target first); the rest trains
-# (~85 min on 2 cores: BottleNet++ ~27, AECNN ~35, 1-bit stages ~25, measuring ~5).
+# (~100 min on 2 cores: BottleNet++ ~27, AECNN ~31, 1-bit and clipped QAT ~35, measuring).
 reproduce-cpu-longft-frquiet-kd-half: venv
 	$(call link_shared,aecnn:ca aecnn:importance.json,resnet50_cpu64_longft_frquiet_kd-seed2,resnet50_cpu64_longft_frquiet_kd_half-seed2)
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half.yaml --no-progress
