@@ -30,6 +30,7 @@ from aecnn.compression.wire import Packet
 from aecnn.config import load_config
 from aecnn.data.splits import spread_indices
 from aecnn.errors import RecordError
+from aecnn.evaluation.table1_repro import RUN_OF
 from aecnn.records import write_record
 
 METHODS = ("bottlenet++", "ca_pruned", "aecnn")
@@ -169,10 +170,6 @@ def stage_folders(runs: dict[str, Path]) -> list[tuple[str, str, int, Path]]:
             rec = json.loads(rec_file.read_text())
             out.append((method, rec["point"], rec["ratio"], rec_file.parent))
     return out
-
-
-RUN_OF = {"ca_pruned": "aecnn", "aecnn": "aecnn", "aecnn_qat": "aecnn",
-          "bottlenet++": "bottlenet", "bottlenet++_qat": "bottlenet"}  # method -> its run
 
 
 def distilled_stages(cfg) -> dict[str, dict[str, float]]:

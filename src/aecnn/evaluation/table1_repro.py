@@ -20,11 +20,8 @@ STRETCH = (1000, 3.0)         # >= 1000x at <= 3 points
 HALF_SIZE = {"bottlenet": " (stride 2)", "aecnn": " (pool 2)"}  # run -> name suffix
 
 
-def _run(method: str) -> str | None:
-    """The run a method's networks come from: ``aecnn`` (CA_Pruned, AECNN), ``bottlenet``."""
-    if method == "baseline":
-        return None
-    return "bottlenet" if method.startswith("bottlenet") else "aecnn"
+RUN_OF = {"ca_pruned": "aecnn", "aecnn": "aecnn", "aecnn_qat": "aecnn",
+          "bottlenet++": "bottlenet", "bottlenet++_qat": "bottlenet"}  # method -> its run
 
 
 def _half(summary: dict, run: str) -> str:
@@ -38,7 +35,7 @@ def names(summary: dict) -> dict[str, str]:
     out = {}
     for key, name in ALL_NAMES.items():
         base, plus, qat = name.partition(" + ")
-        out[key] = base + _half(summary, str(_run(key))) + plus + qat
+        out[key] = base + _half(summary, RUN_OF[key]) + plus + qat
     return out
 
 
@@ -132,7 +129,8 @@ def summarize(recs: list[dict], baselines: list[dict], cfg) -> dict:
                                   if r["method"] == "baseline"), None),
             "coder": cfg.coder, "link_bps": cfg.link_bps, "baseline": {"mean": base[0],
             "std": base[1]}, "baseline_subset": {"mean": base_sub[0], "std": base_sub[1]},
-            "spatial": {run: any(r.get("spatial") for r in recs if _run(r["method"]) == run)
+            "spatial": {run: any(r.get("spatial") for r in recs
+                                 if RUN_OF.get(r["method"]) == run)
                         for run in ("aecnn", "bottlenet")},
             "rows": rows, "curve": curve, "qat": qat,
             "headline": headline(curve, base_sub[0]),

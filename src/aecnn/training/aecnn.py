@@ -350,14 +350,12 @@ class Pipeline:
             records.append(rec)
         return records
 
-    def sized(self, sp: SplitPoint, head: nn.Module, bridge: nn.Module
-              ) -> tuple[nn.Module, nn.Module]:
-        """``head`` and ``bridge`` as they are, or with ``spatial``: the head's output
-        average-pooled to half height and width, and the bridge fed its input upsampled back
-        to the split point's size (:mod:`aecnn.compression.spatial`)."""
-        if not getattr(self.cfg, "spatial", False):
-            return head, bridge
-        return halved(head), Upsampled(bridge, sp.spatial(self.data.input_size))
+    def upsampled(self, sp: SplitPoint, bridge: nn.Module) -> nn.Module:
+        """``bridge`` as it is, or with ``spatial`` fed its half-size input upsampled back to
+        the split point's size (:mod:`aecnn.compression.spatial`)."""
+        if not self.cfg.spatial:
+            return bridge
+        return Upsampled(bridge, sp.spatial(self.data.input_size))
 
     @property
     def n_qat(self) -> int:
@@ -390,7 +388,9 @@ class Pipeline:
                     model = self.fresh_model()
                     head, _ = pruned_head(model, self.spec, sp, keep)
                     _, tail = split_model(model, self.spec, sp)
-                    return SplitNet(*self.sized(sp, head, ZeroFill(keep, sp.channels)), tail)
+                    if cfg.spatial:  # the kept channels at half height and width
+                        head = halved(head)
+                    return SplitNet(head, self.upsampled(sp, ZeroFill(keep, sp.channels)), tail)
 
                 physical = bool(sp.emitters)
                 extra = {"point": sp.name, "ratio": ratio, "kept": keep, "physical": physical,
@@ -410,10 +410,8 @@ class Pipeline:
                     def build_fr(sp: SplitPoint = sp, keep: list[int] = keep,
                                  pruned: SplitNet = pruned, shape: str = shape) -> SplitNet:
                         # copies: each FR shape starts from the same CA_Pruned weights
-                        fr: nn.Module = FeatureRecovery(keep, sp.channels, shape,
-                                                        init=cfg.fr_init)
-                        if cfg.spatial:
-                            fr = Upsampled(fr, sp.spatial(self.data.input_size))
+                        fr = self.upsampled(sp, FeatureRecovery(keep, sp.channels, shape,
+                                                                init=cfg.fr_init))
                         return SplitNet(copy.deepcopy(pruned.head), fr.to(self.opts.device),
                                         copy.deepcopy(pruned.tail))
 
