@@ -11,7 +11,8 @@ TORCH_PIN := torch==2.14.1 torchvision==0.29.1
         reproduce-cpu-longft-frquiet reproduce-cpu-longft-frquiet-ratios \
         reproduce-cpu-longft-frquiet-fr3x3 reproduce-cpu-longft-frquiet-layer1 \
         reproduce-cpu-longft-frquiet-ratios-prior reproduce-cpu-longft-frquiet-kd \
-        reproduce-cpu-longft-frquiet-kdall reproduce-cpu-longft-frquiet-kd-half
+        reproduce-cpu-longft-frquiet-kdall reproduce-cpu-longft-frquiet-kd-half \
+        reproduce-cpu-longft-frquiet-kd-half-seeds
 
 venv: $(VENV)/.installed
 
@@ -155,6 +156,9 @@ reproduce-cpu-longft-frquiet-kdall: venv
 reproduce-cpu-longft-frquiet-kd-half: venv
 	$(call link_shared,aecnn:ca aecnn:importance.json,resnet50_cpu64_longft_frquiet_kd-seed2,resnet50_cpu64_longft_frquiet_kd_half-seed2)
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half.yaml --no-progress
+
+reproduce-cpu-longft-frquiet-kd-half-seeds: venv
+	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-seeds.yaml --no-progress
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -338,6 +338,31 @@ def test_a_table_is_rebuilt_from_records_when_the_networks_are_gone(tmp_path, ca
     assert "measured on different test images" in capsys.readouterr().err
 
 
+def test_recorded_seeds_come_from_their_records_while_the_scale_trains(tmp_path, capsys):
+    """``recorded_seeds``: seeds whose networks were made on another day or machine are
+    tabulated from their measurement records alone even when the scale trains (here every
+    seed is recorded, so nothing trains), and the table is the committed three-seed one."""
+    for seed in (0, 1, 2):
+        _, argv = _from_shipped(tmp_path / f"s{seed}", "cpu-longft-frquiet", seed,
+                                      "cpu-longft-frquiet")
+    for seed in (0, 1):  # one measure folder for the three seeds
+        (tmp_path / "s2" / "measure" / f"seed{seed}").symlink_to(
+            tmp_path / f"s{seed}" / "measure" / f"seed{seed}")
+    argv = [a.replace("train=false", "train=true") for a in argv]
+    gone = tmp_path / "s2" / "gone"
+    assert main([*argv, "--set", "seeds=[0, 1, 2]", "--set", "recorded_seeds=[0, 1, 2]"]) == 0
+    new = json.loads((tmp_path / "s2" / "table1.json").read_text())
+    shipped = json.loads(Path("results/reproduction/cpu-longft-frquiet/table1.json").read_text())
+    assert new["baseline"] == shipped["baseline"] and new["rows"] == shipped["rows"]
+    assert not list(tmp_path.glob("s2/gone*"))  # no baseline was trained
+    capsys.readouterr()
+    assert main([*argv, "--set", "seeds=[3]", "--set", "recorded_seeds=[3]"]) == 2
+    assert "seed 3 is in recorded_seeds, but" in capsys.readouterr().err
+    assert main([*argv, "--set", "seeds=[0]", "--set", "recorded_seeds=[1]"]) == 2
+    assert "recorded_seeds: [1] are not in seeds [0]" in capsys.readouterr().err
+    assert not gone.exists()
+
+
 def test_a_table_holds_only_its_scales_cells(tmp_path):
     """Scales may share runs: ``cpu-longft-frquiet-ratios`` adds V = 32 and 64 to seed 2 of
     ``cpu-longft-frquiet``. Rebuilt from the wider scale's records, the V = 16 scale still

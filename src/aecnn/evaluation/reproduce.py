@@ -76,6 +76,9 @@ class ReproConfig:
     bottlenet_overrides: tuple[str, ...] = ()
     bottlenet_out: str = "runs/bottlenet/resnet50_cpu64{suffix}"
     seeds: tuple[int, ...] = (0,)
+    recorded_seeds: tuple[int, ...] = ()  # seeds of ``seeds`` taken from their measurement
+                                     # records alone, never trained or measured (their
+                                     # networks were made on another machine or day)
     points: tuple[str, ...] = ()     # train only these split points (default: the configs')
     bits: tuple[int, ...] = (8, 4, 2)
     clipped: tuple[str, ...] = ()    # more grids to measure, e.g. "uint2@p90" (clipped top)
@@ -101,6 +104,8 @@ class ReproConfig:
         if self.quant_subset not in SUBSET_RULES:
             raise ConfigError(f"quant_subset: {self.quant_subset!r} is not one of "
                               f"{', '.join(SUBSET_RULES)}")
+        if stray := sorted(set(self.recorded_seeds) - set(self.seeds)):
+            raise ConfigError(f"recorded_seeds: {stray} are not in seeds {list(self.seeds)}")
         if self.measure_device != "auto":
             try:
                 torch.device(self.measure_device)
@@ -443,15 +448,20 @@ def measure_all(cfg: ReproConfig, seed: int, runs: dict[str, Path], progress: bo
     return recs
 
 
-def recorded_seed(cfg: ReproConfig, seed: int, base_run: Path) -> tuple[list[dict], dict]:
-    """One seed whose networks are gone (``train=false`` and no baseline run), from its
-    measurement records alone: every record in its measure folder that is a cell of the
-    scale (:class:`ScaleCells`), and the baseline's test accuracy from the baseline's
-    measurement record. Nothing is measured."""
+def recorded_seed(cfg: ReproConfig, seed: int, base_run: Path | None
+                  ) -> tuple[list[dict], dict]:
+    """One seed whose networks are gone (``train=false`` and no baseline run in
+    ``base_run``, or a seed of ``recorded_seeds``: ``base_run`` None), from its measurement
+    records alone: every record in its measure folder that is a cell of the scale
+    (:class:`ScaleCells`), and the baseline's test accuracy from the baseline's measurement
+    record. Nothing is measured."""
     folder = Path(cfg.measure_out) / f"seed{seed}"
     if not (folder / "baseline.json").is_file():
         from aecnn.errors import CheckpointError
 
+        if base_run is None:
+            raise CheckpointError(f"seed {seed} is in recorded_seeds, but {folder} holds no "
+                                  "measurement records (baseline.json)")
         raise CheckpointError(f"train=false, but seed {seed} has neither a baseline run in "
                               f"{base_run} nor measurement records in {folder}")
     cells, recs = ScaleCells.of(cfg), []
@@ -491,6 +501,11 @@ def reproduce_table1(cfg: ReproConfig, progress: bool = True) -> dict:
 
     all_recs, baselines = [], []
     for seed in cfg.seeds:
+        if seed in cfg.recorded_seeds:
+            recs, base = recorded_seed(cfg, seed, None)
+            all_recs += recs
+            baselines.append(base)
+            continue
         runs = train_all(cfg, seed, progress)
         if not cfg.train and not (runs["baseline"] / "result.json").exists():
             recs, base = recorded_seed(cfg, seed, runs["baseline"])
