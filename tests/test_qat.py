@@ -100,3 +100,47 @@ def test_qat_grids_parse_and_name_their_stages():
                          ("[uint4c]", "per-tensor"), ("[uint2, uint2]", "twice")):
         with pytest.raises(ConfigError, match=message):
             load_config(AecnnConfig, None, [f"qat_grids={bad}"])
+
+
+@pytest.mark.parametrize(("bits", "clip"), [(2, 1.0), (2, 0.9), (1, 1.0), (4, 1.0)])
+def test_soft_rate_is_the_symbols_entropy_on_the_grid(bits, clip):
+    from aecnn.compression.qat import soft_rate
+
+    g = torch.Generator().manual_seed(bits)
+    x = torch.relu(torch.randn(3, 4, 6, 6, generator=g))
+    x[0, 0, 0, 0] = 9.0  # an outlier: saturates under a clipped grid
+    q = fake_quantize(x, bits, clip)  # on the grid: every weight is 0 or 1
+    symbols = []
+    for qi in q.numpy():
+        sym, _, _ = quantize(qi, QuantSpec.parse(f"uint{bits}" + ("" if clip == 1.0
+                                                                  else f"@p{100 * clip:g}")))
+        symbols.append(sym.ravel())
+    counts = np.bincount(np.concatenate(symbols), minlength=2**bits) / q.numel()
+    counts = counts[counts > 0]
+    assert soft_rate(q, bits, clip).item() == pytest.approx(-(counts * np.log2(counts)).sum(),
+                                                            abs=1e-5)
+    assert 0 <= soft_rate(x, bits, clip).item() <= bits
+
+
+def test_soft_rate_gradient_lowers_the_coded_entropy():
+    """Descending the estimate alone makes the quantised symbols cheaper: their empirical
+    entropy falls, so the penalty pulls in the direction the coder pays for."""
+    from aecnn.compression.qat import soft_rate
+
+    def entropy(z: torch.Tensor) -> float:
+        levels = torch.round((z - z.amin((1, 2, 3), keepdim=True))
+                             / ((z.amax((1, 2, 3), keepdim=True)
+                                 - z.amin((1, 2, 3), keepdim=True)) / 3)).long()
+        p = torch.bincount(levels.flatten(), minlength=4).double() / levels.numel()
+        p = p[p > 0]
+        return float(-(p * p.log2()).sum())
+
+    x = torch.rand(4, 8, 6, 6, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    start = entropy(x.detach())
+    opt = torch.optim.SGD([x], lr=200.0)
+    for _ in range(30):
+        opt.zero_grad()
+        soft_rate(x, 2).backward()
+        assert x.grad.abs().sum() > 0
+        opt.step()
+    assert start > 1.9 and entropy(x.detach()) < start - 0.3

@@ -77,6 +77,9 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch):
         start_rec = json.loads((runs / "seed0" / run / "stem" / start / "result.json"
                                 ).read_text())
         assert start_rec["budget"]["distill"] == 0.0
+        # BottleNet++'s QAT alone is rate-regularised (qat.rate)
+        assert rec["budget"]["rate"] == (0.1 if run == "bottlenet" else 0.0)
+        assert start_rec["budget"]["rate"] == 0.0
     # each QAT record names its own grid's bits (not another stage's), and the paired
     # differences pair grids of one bit width only
     for f in (runs / "measure").rglob("*_qat-*.json"):
@@ -89,6 +92,9 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch):
     assert ("Distilled from the uncut baseline (the KL divergence to its outputs): AECNN's "
             "`qat` (0.5 of the loss at T = 4); BottleNet++'s `qat` (0.5 of the loss at T = 4) "
             "stages.") in md
+    assert table["qat_rate"] == {"bottlenet": 0.1}
+    assert ("Rate-regularised QAT (`qat.rate`): the loss of BottleNet++'s with 0.1 times the "
+            "estimated bits per element") in md
     qat = [p for p in table["curve"] if p["method"].endswith("_qat")]
     assert {(p["method"], p["quant"]) for p in qat} == {
         ("aecnn_qat", "uint2"), ("aecnn_qat", "uint1@p90"), ("bottlenet++_qat", "uint2")}

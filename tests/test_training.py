@@ -155,3 +155,55 @@ def test_budget_differs_reads_missing_settings_as_defaults():
     assert budget_differs(old, StageBudget(epochs=3, trains=("tail",))) == [
         "budget.epochs=2 (asked 3)", "budget.trains=['head', 'bridge', 'tail'] (asked ['tail'])"]
     assert budget_differs({"lr": 1e-4}, ModuleBudget()) == []  # its own defaults
+
+
+def test_rate_term_only_for_quantisation_aware_stages():
+    from torch import nn
+
+    from aecnn.compression.qat import FakeQuant, soft_rate
+    from aecnn.config import load_config
+    from aecnn.errors import ConfigError
+    from aecnn.training.aecnn import AecnnConfig, Pipeline, SplitNet, StageBudget
+    from aecnn.training.bottlenet import BottleNetConfig
+
+    with pytest.raises(ConfigError, match="rate"):
+        StageBudget(rate=-0.1)
+    for cls, kind in ((AecnnConfig, "prune"), (AecnnConfig, "fr"), (BottleNetConfig, "joint")):
+        with pytest.raises(ConfigError, match=f"{kind}.rate: only the qat budget"):
+            load_config(cls, None, [f"{kind}.rate=0.1"])
+    assert load_config(AecnnConfig, None, ["qat.rate=0.25"]).qat.rate == 0.25
+    net = SplitNet(nn.Conv2d(3, 4, 1), nn.Identity(), nn.Conv2d(4, 2, 1))
+    with Pipeline.rate_penalty(net, StageBudget()) as penalty:
+        assert penalty is None
+    with (pytest.raises(ConfigError, match="does not fine-tune through a quantiser"),
+          Pipeline.rate_penalty(net, StageBudget(rate=0.1))):
+        pass
+    net.quant = FakeQuant(2, 0.9)
+    x = torch.rand(2, 3, 5, 5)
+    with Pipeline.rate_penalty(net, StageBudget(rate=0.5)) as penalty:
+        net(x)
+        assert penalty().item() == pytest.approx(0.5 * soft_rate(net.head(x), 2, 0.9).item())
+    assert not net.head._forward_hooks  # the hook is gone with the stage
+
+
+def test_fit_adds_the_penalty_to_the_loss(tmp_path):
+    from torch.utils.data import TensorDataset
+
+    from aecnn.training.config import OptimConfig
+    from aecnn.training.loop import RunOptions, fit
+
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(32, 3), torch.randint(0, 2, (32,), generator=g))
+
+    def train(out: str, weight: float) -> list[dict]:
+        torch.manual_seed(1)
+        model = torch.nn.Linear(3, 2)
+        penalty = None if weight == 0 else (lambda: weight * model.weight.square().sum())
+        return fit(model, data, data, OptimConfig(lr=0.1, epochs=2), tmp_path / out,
+                   RunOptions(torch.device("cpu"), progress=False, channels_last=False),
+                   seed=0, batch_size=16, eval_batch_size=32, workers=0, config={}, meta={},
+                   penalty=penalty)
+
+    plain, penalised = train("plain", 0.0), train("penalised", 10.0)
+    assert penalised[0]["train_loss"] > plain[0]["train_loss"]
+    assert [r["val_loss"] for r in penalised] != [r["val_loss"] for r in plain]

@@ -11,6 +11,13 @@ With a clipped grid (``clip`` < 1: the top level at that quantile of the sample'
 as ``QuantSpec.clip`` does in the codec) the values above the top saturate; their output
 no longer depends on them, so their gradient is zero (the clipped straight-through estimator
 of PACT, Choi et al., 2018).
+
+:func:`soft_rate` is a differentiable estimate of what the quantised tensor costs to send:
+the entropy (bits per element) of a batch's histogram over the grid's levels, each value
+spread over its two nearest levels by linear interpolation, so the gradient reaches every
+value inside the grid. Added to the loss with a weight (``qat.rate``), it trades accuracy
+for bytes, as rate-distortion training does in learned compression (Ballé et al., 2017),
+with the codec's fixed grid in place of a learned one.
 """
 
 from __future__ import annotations
@@ -33,11 +40,9 @@ def _top(flat: torch.Tensor, lo: torch.Tensor, clip: float) -> torch.Tensor:
     return torch.where(top > lo, top, hi)
 
 
-def fake_quantize(x: torch.Tensor, bits: int, clip: float = 1.0) -> torch.Tensor:
-    """Quantise and dequantise every sample of ``x (B, C, H, W)`` to ``bits`` bits, per
-    tensor, as the codec does (grid top at the ``clip`` quantile); the gradient flows straight
-    through the values inside the grid. Returns ``(B, C, H, W)``.
-    """
+def _grid(x: torch.Tensor, bits: int, clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The codec's per-sample grid of ``x (B, ...)``: its bottom ``lo`` and ``step``, both
+    ``(B, 1, ..., 1)`` (float32, no gradient)."""
     QuantSpec(DType.UINT, bits, clip=clip)  # the codec's checks of bits and clip
     levels = 2**bits - 1
     flat = x.detach().float().flatten(1)
@@ -45,12 +50,39 @@ def fake_quantize(x: torch.Tensor, bits: int, clip: float = 1.0) -> torch.Tensor
     step = (_top(flat, lo, clip) - lo) / levels
     step = torch.where(step > 0, step, torch.ones_like(step))
     shape = (-1,) + (1,) * (x.dim() - 1)
-    lo, step = lo.view(shape), step.view(shape)
+    return lo.view(shape), step.view(shape)
+
+
+def fake_quantize(x: torch.Tensor, bits: int, clip: float = 1.0) -> torch.Tensor:
+    """Quantise and dequantise every sample of ``x (B, C, H, W)`` to ``bits`` bits, per
+    tensor, as the codec does (grid top at the ``clip`` quantile); the gradient flows straight
+    through the values inside the grid. Returns ``(B, C, H, W)``.
+    """
+    levels = 2**bits - 1
+    lo, step = _grid(x, bits, clip)
     scaled = torch.round((x.detach().float() - lo) / step)
     q = torch.clamp(scaled, 0, levels)
     deq = (q * step + lo).to(x.dtype)
     inside = (scaled <= levels).to(x.dtype)  # saturated values (clipped grids) pass no gradient
     return x * inside + (deq - x * inside).detach()
+
+
+def soft_rate(x: torch.Tensor, bits: int, clip: float = 1.0) -> torch.Tensor:
+    """Differentiable estimate of the bits per element that the codec's grid (``bits``,
+    ``clip``: as :func:`fake_quantize`) makes of ``x (B, C, H, W)``: the entropy of the
+    batch's soft level histogram. Each value at grid position ``s`` (``(x - lo) / step``,
+    clamped to the grid) gives weight ``1 - |s - k|`` to the levels ``k`` within one step of
+    it; the histogram is the mean of those weights over every element of the batch. At
+    values on the grid it is the entropy of the quantised symbols' histogram exactly; a
+    context coder (``prior``, ``context``) needs fewer bits than this memoryless bound.
+    Returns a scalar (float32, bits per element)."""
+    levels = 2**bits - 1
+    lo, step = _grid(x, bits, clip)
+    s = ((x.float() - lo) / step).clamp(0, levels)
+    k = torch.arange(levels + 1, device=x.device, dtype=s.dtype)
+    weights = (1 - (s.unsqueeze(-1) - k).abs()).clamp(min=0)   # (B, C, H, W, levels + 1)
+    hist = weights.flatten(0, -2).mean(dim=0)
+    return -(hist * torch.log2(hist.clamp(min=1e-12))).sum()
 
 
 class FakeQuant(nn.Module):
@@ -69,4 +101,4 @@ class FakeQuant(nn.Module):
         return f"bits={self.bits}" + (f", clip={self.clip:g}" if self.clip < 1.0 else "")
 
 
-__all__ = ["FakeQuant", "fake_quantize"]
+__all__ = ["FakeQuant", "fake_quantize", "soft_rate"]

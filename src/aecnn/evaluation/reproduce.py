@@ -205,6 +205,7 @@ class ScaleCells:
     grids: dict[str, frozenset[QuantSpec]]
     distill: dict[str, dict[str, dict[str, float]]]  # run -> distilled stage kind -> w, T
     spatial: dict[str, bool] = field(default_factory=dict)  # run -> sends half H and W
+    rate: dict[str, float] = field(default_factory=dict)  # run -> QAT rate weight, if > 0
 
     @classmethod
     def of(cls, cfg: ReproConfig) -> ScaleCells:
@@ -218,7 +219,8 @@ class ScaleCells:
                    {k: frozenset(c.ratios) for k, c in runs.items()},
                    {k: frozenset(c.qat_specs) for k, c in runs.items()},
                    {k: d for k, c in runs.items() if (d := distilled_stages(c))},
-                   {k: c.spatial for k, c in runs.items()})
+                   {k: c.spatial for k, c in runs.items()},
+                   {k: c.qat.rate for k, c in runs.items() if c.qat.rate and c.qat_grids})
 
     def holds(self, method: str, point: str, ratio: int, grid: str | None = None) -> bool:
         """Whether ``method`` at ``point`` and ratio V (fine-tuned through ``grid``, for a
@@ -521,6 +523,7 @@ def reproduce_table1(cfg: ReproConfig, progress: bool = True) -> dict:
     summary = write_record(results / "table1.json", {"kind": "reproduce-table1",
                                                      "config": dataclasses.asdict(cfg),
                                                      "distill": ScaleCells.of(cfg).distill,
+                                                     "qat_rate": ScaleCells.of(cfg).rate,
                                                      **summary})
     render_outputs(summary, results)
     return summary

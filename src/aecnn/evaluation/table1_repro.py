@@ -225,6 +225,18 @@ def _kd_note(summary: dict) -> str:
             + "; ".join(said) + " stages.")
 
 
+def _rate_note(summary: dict) -> str:
+    """Which QAT stages were rate-regularised, with what weight, or nothing."""
+    rate = summary.get("qat_rate") or {}
+    said = [f"{'AECNN' if run == 'aecnn' else 'BottleNet++'}'s with {w:g}"
+            for run, w in sorted(rate.items())]
+    if not said:
+        return ""
+    return ("Rate-regularised QAT (`qat.rate`): the loss of " + " and ".join(said)
+            + " times the estimated bits per element of the quantised split tensor (entropy "
+            "of the batch's soft level histogram).")
+
+
 def qat_rows(curve: list[dict], full: dict | None = None) -> list[dict]:
     """Accuracy at each bit width with and without quantisation-aware fine-tuning, for every
     (method, point, V, bits) that has a QAT network; mean (and std) over seeds. ``full``
@@ -332,7 +344,8 @@ def render_reproduction(summary: dict) -> str:
              f"Seeds: {seeds} (accuracy: mean ± std over seeds, test split, float32 tensor).",
              "", f"Baseline test top-1: {b['mean']:.2f}"
              + (f" ± {b['std']:.2f}" if len(seeds) > 1 else "") + " %."
-             + (f" {_kd_note(summary)}" if _kd_note(summary) else ""), "",
+             + "".join(f" {note}" for note in (_kd_note(summary), _rate_note(summary))
+                       if note), "",
              f"| split point | C x H x W | V | {name['bottlenet++']} (%) | "
              f"{name['ca_pruned']} (%) | {name['aecnn']} (%) | "
              "C' x H x W | value entropy (bit) | coded (bit) | t_enc (ms) | t_dec (ms) | "

@@ -19,7 +19,8 @@ import copy
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -30,7 +31,7 @@ from tqdm import tqdm
 
 from aecnn.compression.attention import ChannelAttention, channel_importance, keep_indices
 from aecnn.compression.pruning import pruned_head
-from aecnn.compression.qat import FakeQuant
+from aecnn.compression.qat import FakeQuant, soft_rate
 from aecnn.compression.quantize import QuantSpec
 from aecnn.compression.recovery import FeatureRecovery, ZeroFill
 from aecnn.compression.spatial import Upsampled, halved
@@ -53,7 +54,10 @@ EXTRA_DEFAULTS = {"spatial": False}
 class StageBudget:
     """Fine-tuning budget of one kind of stage. ``distill`` > 0 distils the uncut baseline
     into the stage's network: that weight of the loss is the KL divergence to the baseline's
-    outputs at ``distill_temperature`` (:class:`~aecnn.training.loop.Distillation`)."""
+    outputs at ``distill_temperature`` (:class:`~aecnn.training.loop.Distillation`).
+    ``rate`` > 0 (quantisation-aware stages only) adds that weight times the estimated bits
+    per element of the quantised split tensor (:func:`~aecnn.compression.qat.soft_rate`)
+    to the loss: the larger, the fewer bytes and the lower the accuracy."""
 
     epochs: int = 2
     lr: float = 0.01
@@ -64,8 +68,11 @@ class StageBudget:
     trains: tuple[str, ...] = ("head", "bridge", "tail")
     distill: float = 0.0
     distill_temperature: float = 4.0
+    rate: float = 0.0
 
     def __post_init__(self) -> None:
+        if not self.rate >= 0.0:
+            raise ConfigError(f"rate: {self.rate} is not >= 0")
         if not 0.0 <= self.distill <= 1.0:
             raise ConfigError(f"distill: {self.distill} is not in [0, 1]")
         if not self.distill_temperature > 0:
@@ -100,6 +107,11 @@ class StagesConfig:
 
     def __post_init__(self) -> None:
         _ = self.qat_specs  # rejects a bad qat_grids with a ConfigError
+        for f in dataclasses.fields(self):
+            budget = getattr(self, f.name)
+            if f.name != "qat" and isinstance(budget, StageBudget) and budget.rate:
+                raise ConfigError(f"{f.name}.rate: only the qat budget can have a rate term "
+                                  "(the rate is estimated on the quantised split tensor)")
 
     @property
     def qat_specs(self) -> tuple[QuantSpec, ...]:
@@ -228,6 +240,37 @@ class Pipeline:
             return None
         return Distillation(self.fresh_model(), budget.distill, budget.distill_temperature)
 
+    @staticmethod
+    @contextmanager
+    def rate_penalty(net: SplitNet, budget: StageBudget
+                     ) -> Iterator[Callable[[], torch.Tensor] | None]:
+        """While open: ``budget.rate`` times the :func:`soft_rate` of the split tensor that
+        ``net``'s head made in its last forward pass (caught by a forward hook on the head,
+        before the fake quantiser; removed on exit), or None when the budget has no rate
+        term.
+
+        Raises:
+            ConfigError: a rate term for a network without a fake quantiser (not a QAT
+                stage): there is no grid to estimate the rate on.
+        """
+        if budget.rate == 0:
+            yield None
+            return
+        quant = net.quant
+        if not isinstance(quant, FakeQuant):
+            raise ConfigError(f"rate: {budget.rate} is set for a stage that does not fine-tune "
+                              "through a quantiser; only the qat budget can have a rate term")
+        seen: list[torch.Tensor] = []
+
+        def keep(_module: nn.Module, _inputs: tuple, z: torch.Tensor) -> None:
+            seen[:] = [z]
+
+        handle = net.head.register_forward_hook(keep)
+        try:
+            yield lambda: budget.rate * soft_rate(seen[0], quant.bits, quant.clip)
+        finally:
+            handle.remove()
+
     def build_ca(self, sp: SplitPoint) -> SplitNet:
         """The baseline with the CA module inserted right after split point ``sp``."""
         head, tail = split_model(self.fresh_model(), self.spec, sp)
@@ -270,14 +313,18 @@ class Pipeline:
         spent = dataclasses.asdict(budget)
         if not budget.distill:  # the config (so the resume check) of earlier versions
             del spent["distill"], spent["distill_temperature"]
+        if not budget.rate:
+            del spent["rate"]
         config = {"stage": name, "budget": spent,
                   "baseline": self.cfg.baseline, "data": dataclasses.asdict(self.data),
                   "seed": self.cfg.seed, **{k: v for k, v in extra.items() if k != "kept"}}
-        fit(net, self.train_ds, self.val_ds, budget.optim(), folder, self.opts,
-            seed=self.cfg.seed, batch_size=self.data.batch_size,
-            eval_batch_size=self.data.eval_batch_size, workers=self.data.workers,
-            config=config, meta={"classes": self.classes, "model_name": self.spec.name},
-            resume=True, desc=f"{extra['point']} {name}", distill=self.distillation(budget))
+        with self.rate_penalty(net, budget) as penalty:
+            fit(net, self.train_ds, self.val_ds, budget.optim(), folder, self.opts,
+                seed=self.cfg.seed, batch_size=self.data.batch_size,
+                eval_batch_size=self.data.eval_batch_size, workers=self.data.workers,
+                config=config, meta={"classes": self.classes, "model_name": self.spec.name},
+                resume=True, desc=f"{extra['point']} {name}",
+                distill=self.distillation(budget), penalty=penalty)
         best = load_checkpoint(folder / "best.pt")
         net.load_state_dict(best["model"])
         test = evaluate_model(net, make_loader(self.test_ds, self.data.eval_batch_size,

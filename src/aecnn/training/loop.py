@@ -11,6 +11,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,13 +174,16 @@ def check_resumable(saved: dict, current: dict) -> None:
 def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig,
         out: Path, opts: RunOptions, *, seed: int, batch_size: int, eval_batch_size: int,
         workers: int, config: dict, meta: dict, resume: bool = False,
-        desc: str = "train", distill: Distillation | None = None) -> list[dict]:
+        desc: str = "train", distill: Distillation | None = None,
+        penalty: Callable[[], torch.Tensor] | None = None) -> list[dict]:
     """Train ``model`` for ``optim.epochs`` epochs, checkpointing every epoch.
 
     Writes ``out/last.pt`` (everything needed to resume), ``out/best.pt`` (weights with the
     best validation top-1) and ``out/metrics.json`` (per-epoch history). With ``resume`` the
     run continues after the last completed epoch; without it an existing run is an error.
-    With ``distill`` the loss mixes the labels with the teacher's softened outputs.
+    With ``distill`` the loss mixes the labels with the teacher's softened outputs;
+    ``penalty``, called after each training forward pass, returns a scalar added to the loss
+    (the weighted rate estimate of a rate-regularised stage).
 
     Returns:
         The per-epoch history (dicts of train and validation metrics).
@@ -229,6 +233,8 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig
                     with torch.no_grad():
                         target = distill.teacher(x)
                     loss = distill.loss(logits, target, loss)
+                if penalty is not None:
+                    loss = loss + penalty()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
