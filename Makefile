@@ -164,19 +164,14 @@ reproduce-cpu-longft-frquiet-kd-half-seeds: venv
 # cpu-longft-frquiet-kd-half at V = 8 with rate-regularised 2-bit QAT (qat.rate 0.2, then
 # 0.6): everything before QAT trains in the 0.2 run (~45 min after seed 2's ~40-min baseline)
 # and is linked into the 0.6 run, whose QAT stages alone train (~10 min).
-RATE_SHARED := aecnn:ca aecnn:importance.json aecnn:pruned-x8 aecnn:aecnn-x8 \
-               bottlenet:bottlenet-module-x8 bottlenet:bottlenet-x8
+RATE_AECNN := aecnn:ca aecnn:importance.json aecnn:pruned-x8 aecnn:aecnn-x8
+RATE_BOTTLENET := bottlenet:bottlenet-module-x8 bottlenet:bottlenet-x8
 reproduce-cpu-longft-frquiet-kd-half-rate0.2: venv
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-rate0.2.yaml --no-progress
 
 reproduce-cpu-longft-frquiet-kd-half-rate0.6: venv
-	@for item in $(RATE_SHARED); do \
-	  run=$${item%%:*}; stage=$${item#*:}; \
-	  [ $$run = aecnn ] && from=resnet50_cpu64_longft_frquiet_kd_half || from=resnet50_cpu64_longft_frquiet_kd_s2; \
-	  src=runs/$$run/$${from}_rate0.2-seed2/stem/$$stage; dst=runs/$$run/$${from}_rate0.6-seed2/stem; \
-	  if [ -e $$src ] && [ ! -e $$dst/$$stage ]; then \
-	    mkdir -p $$dst && cp -al $$src $$dst/ && echo "linked $$src"; fi; \
-	done
+	$(call link_shared,$(RATE_AECNN),resnet50_cpu64_longft_frquiet_kd_half_rate0.2-seed2,resnet50_cpu64_longft_frquiet_kd_half_rate0.6-seed2)
+	$(call link_shared,$(RATE_BOTTLENET),resnet50_cpu64_longft_frquiet_kd_s2_rate0.2-seed2,resnet50_cpu64_longft_frquiet_kd_s2_rate0.6-seed2)
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-rate0.6.yaml --no-progress
 
 clean:
