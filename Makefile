@@ -12,8 +12,7 @@ TORCH_PIN := torch==2.14.1 torchvision==0.29.1
         reproduce-cpu-longft-frquiet-fr3x3 reproduce-cpu-longft-frquiet-layer1 \
         reproduce-cpu-longft-frquiet-ratios-prior reproduce-cpu-longft-frquiet-kd \
         reproduce-cpu-longft-frquiet-kdall reproduce-cpu-longft-frquiet-kd-half \
-        reproduce-cpu-longft-frquiet-kd-half-seeds \
-        reproduce-cpu-longft-frquiet-kd-half-rate0.2 reproduce-cpu-longft-frquiet-kd-half-rate0.6
+        reproduce-cpu-longft-frquiet-kd-half-seeds
 
 venv: $(VENV)/.installed
 
@@ -161,18 +160,19 @@ reproduce-cpu-longft-frquiet-kd-half: venv
 reproduce-cpu-longft-frquiet-kd-half-seeds: venv
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-seeds.yaml --no-progress
 
-# cpu-longft-frquiet-kd-half at V = 8 with rate-regularised 2-bit QAT (qat.rate 0.2, then
-# 0.6): everything before QAT trains in the 0.2 run (~45 min after seed 2's ~40-min baseline)
-# and is linked into the 0.6 run, whose QAT stages alone train (~10 min).
+# cpu-longft-frquiet-kd-half at V = 8 with rate-regularised 2-bit QAT: `make
+# reproduce-cpu-longft-frquiet-kd-half-rateW` for W = 0.2, 1, 3 and the control 0 (no rate
+# term), the scales configs/reproduce/cpu-longft-frquiet-kd-half-rateW.yaml. Everything before
+# QAT trains in the 0.2 run (~28 min after seed 2's ~50-min baseline) and is linked into the
+# others, whose QAT stages alone train (~12 min each with the measurement). A pattern rule,
+# so not .PHONY (make skips pattern rules for phony targets).
 RATE_AECNN := aecnn:ca aecnn:importance.json aecnn:pruned-x8 aecnn:aecnn-x8
 RATE_BOTTLENET := bottlenet:bottlenet-module-x8 bottlenet:bottlenet-x8
-reproduce-cpu-longft-frquiet-kd-half-rate0.2: venv
-	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-rate0.2.yaml --no-progress
-
-reproduce-cpu-longft-frquiet-kd-half-rate0.6: venv
-	$(call link_shared,$(RATE_AECNN),resnet50_cpu64_longft_frquiet_kd_half_rate0.2-seed2,resnet50_cpu64_longft_frquiet_kd_half_rate0.6-seed2)
-	$(call link_shared,$(RATE_BOTTLENET),resnet50_cpu64_longft_frquiet_kd_s2_rate0.2-seed2,resnet50_cpu64_longft_frquiet_kd_s2_rate0.6-seed2)
-	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-rate0.6.yaml --no-progress
+RATE_FROM := rate0.2-seed2
+reproduce-cpu-longft-frquiet-kd-half-rate%: venv
+	$(call link_shared,$(RATE_AECNN),resnet50_cpu64_longft_frquiet_kd_half_$(RATE_FROM),resnet50_cpu64_longft_frquiet_kd_half_rate$*-seed2)
+	$(call link_shared,$(RATE_BOTTLENET),resnet50_cpu64_longft_frquiet_kd_s2_$(RATE_FROM),resnet50_cpu64_longft_frquiet_kd_s2_rate$*-seed2)
+	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-rate$*.yaml --no-progress
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
