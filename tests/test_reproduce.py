@@ -93,8 +93,8 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch):
             "`qat` (0.5 of the loss at T = 4); BottleNet++'s `qat` (0.5 of the loss at T = 4) "
             "stages.") in md
     assert table["qat_rate"] == {"bottlenet": 0.1}
-    assert ("Rate-regularised QAT (`qat.rate`): the loss of BottleNet++'s with 0.1 times the "
-            "estimated bits per element") in md
+    assert ("Rate-regularised QAT (`qat.rate`): the QAT loss adds a weight (BottleNet++ 0.1) "
+            "times the estimated bits per element") in md
     qat = [p for p in table["curve"] if p["method"].endswith("_qat")]
     assert {(p["method"], p["quant"]) for p in qat} == {
         ("aecnn_qat", "uint2"), ("aecnn_qat", "uint1@p90"), ("bottlenet++_qat", "uint2")}

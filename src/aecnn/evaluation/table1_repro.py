@@ -228,13 +228,13 @@ def _kd_note(summary: dict) -> str:
 def _rate_note(summary: dict) -> str:
     """Which QAT stages were rate-regularised, with what weight, or nothing."""
     rate = summary.get("qat_rate") or {}
-    said = [f"{'AECNN' if run == 'aecnn' else 'BottleNet++'}'s with {w:g}"
-            for run, w in sorted(rate.items())]
-    if not said:
+    if not rate:
         return ""
-    return ("Rate-regularised QAT (`qat.rate`): the loss of " + " and ".join(said)
-            + " times the estimated bits per element of the quantised split tensor (entropy "
-            "of the batch's soft level histogram).")
+    weights = ", ".join(f"{'AECNN' if run == 'aecnn' else 'BottleNet++'} {w:g}"
+                        for run, w in sorted(rate.items()))
+    return (f"Rate-regularised QAT (`qat.rate`): the QAT loss adds a weight ({weights}) times "
+            "the estimated bits per element of the quantised split tensor (the entropy of the "
+            "batch's soft level histogram).")
 
 
 def qat_rows(curve: list[dict], full: dict | None = None) -> list[dict]:
