@@ -520,11 +520,11 @@ def reproduce_table1(cfg: ReproConfig, progress: bool = True) -> dict:
     summary = summarize(all_recs, baselines, cfg)
     results = Path(cfg.results)
     results.mkdir(parents=True, exist_ok=True)
+    cells = ScaleCells.of(cfg)
     summary = write_record(results / "table1.json", {"kind": "reproduce-table1",
                                                      "config": dataclasses.asdict(cfg),
-                                                     "distill": ScaleCells.of(cfg).distill,
-                                                     "qat_rate": ScaleCells.of(cfg).rate,
-                                                     **summary})
+                                                     "distill": cells.distill,
+                                                     "qat_rate": cells.rate, **summary})
     render_outputs(summary, results)
     return summary
 
