@@ -12,6 +12,7 @@ TORCH_PIN := torch==2.14.1 torchvision==0.29.1
         reproduce-cpu-longft-frquiet-fr3x3 reproduce-cpu-longft-frquiet-layer1 \
         reproduce-cpu-longft-frquiet-ratios-prior reproduce-cpu-longft-frquiet-kd \
         reproduce-cpu-longft-frquiet-kdall reproduce-cpu-longft-frquiet-kd-half \
+        reproduce-cpu-longft-frquiet-kd-half-tern reproduce-cpu-longft-frquiet-kd-half-tern-seeds \
         reproduce-cpu-longft-frquiet-kd-half-seeds
 
 venv: $(VENV)/.installed
@@ -173,6 +174,20 @@ reproduce-cpu-longft-frquiet-kd-half-rate%: venv
 	$(call link_shared,$(RATE_AECNN),resnet50_cpu64_longft_frquiet_kd_half_$(RATE_FROM),resnet50_cpu64_longft_frquiet_kd_half_rate$*-seed2)
 	$(call link_shared,$(RATE_BOTTLENET),resnet50_cpu64_longft_frquiet_kd_s2_$(RATE_FROM),resnet50_cpu64_longft_frquiet_kd_s2_rate$*-seed2)
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-rate$*.yaml --no-progress
+
+# the rate sweep's networks before QAT, fine-tuned through ternary grids (uint2l3)
+reproduce-cpu-longft-frquiet-kd-half-tern: venv
+	$(call link_shared,$(RATE_AECNN),resnet50_cpu64_longft_frquiet_kd_half_$(RATE_FROM),resnet50_cpu64_longft_frquiet_kd_half_tern-seed2)
+	$(call link_shared,$(RATE_BOTTLENET),resnet50_cpu64_longft_frquiet_kd_s2_$(RATE_FROM),resnet50_cpu64_longft_frquiet_kd_s2_tern-seed2)
+	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-tern.yaml --no-progress
+
+# a second seed of the ternary cells (trains seed 3's baseline and every stage)
+reproduce-cpu-longft-frquiet-kd-half-tern-seeds: venv
+	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-tern-seeds.yaml --no-progress
+
+# the same networks measured with raster context priors (nothing is trained again)
+reproduce-cpu-longft-frquiet-kd-half-raster%: reproduce-cpu-longft-frquiet-kd-half-rate%
+	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-rate$*-raster.yaml --no-progress
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

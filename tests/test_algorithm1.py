@@ -10,9 +10,11 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from aecnn.cli import main
+from aecnn.compression.errors import PayloadError
 from aecnn.evaluation.table1 import best_aecnn, load_stage_records, render_table1
 
 
@@ -166,6 +168,24 @@ def test_all_stages_kill_and_resume(caltech_root, tmp_path, capsys):
     plain = decode_packet(var.codec("uint2", "none").encode(z, var.meta.kept, 64)[0])
     assert torch.equal(decode_packet(packet, var.priors.values()), plain)
     assert stats.payload_bytes < symbols.size / 4 + 64  # well under 2 bits a symbol + slack
+    # the raster model (per-channel tables over causal neighbours) through the same path
+    rfile = tmp_path / "x8-raster.pt"
+    assert main(["export", str(out / "stem" / "aecnn-x8"), "--out", str(rfile), "--prior",
+                 "uint2", "--prior-images", "30", "--prior-model", "raster",
+                 "--no-progress"]) == 0
+    assert "(raster model, 4 levels, fitted on 30" in capsys.readouterr().out
+    rvar = load_variant(rfile)
+    rprior = rvar.priors["uint2"]
+    assert rprior.model == "raster" and rprior.per_channel and rprior.channels == z.shape[0]
+    packet, stats = rvar.codec("uint2", "prior").encode(z, var.meta.kept, 64)
+    assert stats.coder == "prior"
+    assert torch.equal(decode_packet(packet, [*var.priors.values(), rprior]), plain)
+    with pytest.raises(PayloadError, match="context prior"):  # the lattice copy cannot
+        decode_packet(packet, var.priors["uint2"])
+    with pytest.raises(SystemExit):
+        main(["export", str(out / "stem" / "aecnn-x8"), "--out", str(tmp_path / "bad.pt"),
+              "--prior", "uint2", "--prior-model", "pixelcnn"])
+    assert "invalid choice: 'pixelcnn'" in capsys.readouterr().err
     for bad, msg in ((["--prior", "float16"], "per-tensor integer grids"),
                      (["--prior", "uint3c"], "per-tensor integer grids"),
                      (["--prior", "uint2", "--prior-images", "0"], "at least 1"),
@@ -183,12 +203,16 @@ def test_all_stages_kill_and_resume(caltech_root, tmp_path, capsys):
                  "uint2", "--prior-images", "1", "20", "--test-images", "12", "--no-link",
                  "--out", str(bench), "--no-progress"]) == 0
     rec = json.loads((bench / "prior.json").read_text())["fitting"]
-    assert [r["images"] for r in rec["priors"]] == [1, 20] and rec["test_images"] == 12
+    assert [(r["model"], r["images"]) for r in rec["priors"]] == [
+        ("lattice", 1), ("lattice", 20), ("raster", 1), ("raster", 20)]
+    assert rec["test_images"] == 12
     assert rec["elements"] == 8 * 8 * 8 and rec["split_float32_bytes"] == 4 * 64 * 8 * 8
-    assert rec["oracle_bytes"] <= min(r["bytes"] for r in rec["priors"]) + 2
-    assert 0 < rec["oracle_bytes"] < rec["no_prior"]["bytes"] <= 512 * 2 / 8 + 64
+    for model, oracle in rec["oracle"].items():
+        fitted = [r["bytes"] for r in rec["priors"] if r["model"] == model]
+        assert 0 < oracle <= min(fitted) + 2, model
+        assert oracle < rec["no_prior"]["bytes"] <= 512 * 2 / 8 + 64
     assert (bench / "prior.png").stat().st_size > 1000
-    assert "oracle prior" in (bench / "prior.md").read_text()
+    assert "raster oracle prior" in (bench / "prior.md").read_text()
     # over a shaped link (where namespaces work): the same classes both ways, fewer bytes
     assert main(["bench", "prior", "--stage", str(out / "stem" / "aecnn-x8"), "--grid",
                  "uint2", "--prior-images", "20", "--test-images", "4", "--rate", "5Mbps",

@@ -239,7 +239,8 @@ def test_auto_skips_the_context_estimate_when_its_coding_time_cannot_pay_off(mon
 
 @pytest.mark.parametrize(("text", "tag"), [("uint2@p90", "2p90"), ("uint4c@p99.5", "4cp99.5"),
                                            ("uint8", "8"), ("uint3c", "3c"),
-                                           ("uint1@p75", "1p75"), ("float16", "float16")])
+                                           ("uint1@p75", "1p75"), ("float16", "float16"),
+                                           ("uint2l3", "2l3"), ("uint4l5c@p99", "4l5cp99")])
 def test_quant_spec_text_round_trips(text, tag):
     assert str(QuantSpec.parse(text)) == text
     assert QuantSpec.parse(text).tag == tag  # the name of a QAT stage: aecnn-q2p90-xV
@@ -277,6 +278,28 @@ def test_clipped_grid_through_the_wire_needs_no_new_header_field():
     sym, lo, step = quantize(x.numpy(), QuantSpec.parse("uint2@p90"))
     expect = dequantize(sym, QuantSpec.parse("uint2"), lo, step, tuple(x.shape))
     assert torch.equal(y, torch.from_numpy(expect))
+
+
+def test_a_grid_of_fewer_levels_is_sent_in_its_symbol_width():
+    """``uint2l3``: a ternary grid in 2-bit symbols. The packet says 2 bits, any decoder
+    rebuilds ``lo + symbol * step``, and only three values (and symbols) occur."""
+    x = torch.relu(torch.randn(6, 8, 8, generator=torch.Generator().manual_seed(6)))
+    tern = QuantSpec.parse("uint2l3")
+    assert (tern.bits, tern.levels, tern.top) == (2, 4, 2)
+    sym, lo, step = quantize(x.numpy(), tern)
+    assert set(np.unique(sym)) == {0, 1, 2} and step[0] == pytest.approx(x.max().item() / 2)
+    packet, _ = FeatureCodec("uint2l3", "context").encode(x)
+    again = Packet.from_bytes(packet.to_bytes())
+    assert again.header.bits == 2
+    y = decode_packet(again)
+    assert torch.equal(y, torch.from_numpy(dequantize(sym, QuantSpec.parse("uint2"), lo, step,
+                                                      tuple(x.shape))))
+    assert y.unique().numel() == 3
+    assert np.all(np.abs(y.numpy() - x.numpy()) <= step[0] / 2 * (1 + 1e-5))
+    for bad, msg in (("uint1l3", "2 to 2 levels"), ("uint2l1", "2 to 4 levels"),
+                     ("uint2l", "unknown quantisation"), ("uint2lx@p90", "unknown")):
+        with pytest.raises(AecnnError, match=msg):
+            QuantSpec.parse(bad)
 
 
 def test_the_core_codec_imports_no_data_or_torchvision():

@@ -33,6 +33,19 @@ def test_fake_quantize_is_the_codec(bits):
     assert y[0].unique().numel() <= 2**bits
 
 
+@pytest.mark.parametrize(("bits", "grid", "clip"), [(2, 3, 1.0), (2, 3, 0.9), (4, 9, 1.0)])
+def test_a_grid_of_fewer_levels_fake_quantizes_as_the_codec(bits, grid, clip):
+    g = torch.Generator().manual_seed(grid)
+    x = torch.relu(torch.randn(3, 5, 7, 6, generator=g) * 3)
+    x[1] = 0.0
+    x[2, 0, 0, 0] = 50.0                                      # an outlier
+    text = f"l{grid}" + ("" if clip == 1.0 else f"@p{100 * clip:g}")
+    y = fake_quantize(x, bits, clip, grid)
+    assert torch.equal(y, _codec_roundtrip(x, bits, text))
+    assert y[0].unique().numel() <= grid < 2**bits
+    assert repr(FakeQuant(bits, clip, grid)).endswith(f"grid_levels={grid})")
+
+
 @pytest.mark.parametrize(("bits", "clip"), [(2, 0.9), (4, 0.99), (1, 0.5), (8, 0.95)])
 def test_clipped_fake_quantize_is_the_clipped_codec(bits, clip):
     g = torch.Generator().manual_seed(bits)
@@ -90,10 +103,11 @@ def test_qat_grids_parse_and_name_their_stages():
     from aecnn.errors import ConfigError
     from aecnn.training.aecnn import AecnnConfig
 
-    cfg = load_config(AecnnConfig, None, ["qat_grids=[uint2, uint2@p90, uint1@p90]"])
-    assert [str(s) for s in cfg.qat_specs] == ["uint2", "uint2@p90", "uint1@p90"]
-    assert [s.tag for s in cfg.qat_specs] == ["2", "2p90", "1p90"]  # aecnn-q1p90-xV
-    assert [(s.bits, s.clip) for s in cfg.qat_specs] == [(2, 1.0), (2, 0.9), (1, 0.9)]
+    cfg = load_config(AecnnConfig, None, ["qat_grids=[uint2, uint2@p90, uint1@p90, uint2l3]"])
+    assert [str(s) for s in cfg.qat_specs] == ["uint2", "uint2@p90", "uint1@p90", "uint2l3"]
+    assert [s.tag for s in cfg.qat_specs] == ["2", "2p90", "1p90", "2l3"]  # aecnn-q1p90-xV
+    assert [(s.bits, s.clip, s.top) for s in cfg.qat_specs] == [
+        (2, 1.0, 3), (2, 0.9, 3), (1, 0.9, 1), (2, 1.0, 2)]
     assert load_config(AecnnConfig).qat_specs == ()
     for bad, message in (("[uint9]", "1 to 8 bits"), ("[uint2@p30]", r"\[0.5, 1\]"),
                          ("[int2]", "unknown quantisation"), ("[float16]", "per-tensor"),
@@ -102,23 +116,25 @@ def test_qat_grids_parse_and_name_their_stages():
             load_config(AecnnConfig, None, [f"qat_grids={bad}"])
 
 
-@pytest.mark.parametrize(("bits", "clip"), [(2, 1.0), (2, 0.9), (1, 1.0), (4, 1.0)])
-def test_soft_rate_is_the_symbols_entropy_on_the_grid(bits, clip):
+@pytest.mark.parametrize(("bits", "clip", "grid"), [(2, 1.0, 0), (2, 0.9, 0), (1, 1.0, 0),
+                                                    (4, 1.0, 0), (2, 1.0, 3)])
+def test_soft_rate_is_the_symbols_entropy_on_the_grid(bits, clip, grid):
     from aecnn.compression.qat import soft_rate
 
     g = torch.Generator().manual_seed(bits)
     x = torch.relu(torch.randn(3, 4, 6, 6, generator=g))
     x[0, 0, 0, 0] = 9.0  # an outlier: saturates under a clipped grid
-    q = fake_quantize(x, bits, clip)  # on the grid: every weight is 0 or 1
+    q = fake_quantize(x, bits, clip, grid)  # on the grid: every weight is 0 or 1
     symbols = []
+    text = (f"uint{bits}" + (f"l{grid}" if grid else "")
+            + ("" if clip == 1.0 else f"@p{100 * clip:g}"))
     for qi in q.numpy():
-        sym, _, _ = quantize(qi, QuantSpec.parse(f"uint{bits}" + ("" if clip == 1.0
-                                                                  else f"@p{100 * clip:g}")))
+        sym, _, _ = quantize(qi, QuantSpec.parse(text))
         symbols.append(sym.ravel())
     counts = np.bincount(np.concatenate(symbols), minlength=2**bits) / q.numel()
     counts = counts[counts > 0]
-    assert soft_rate(q, bits, clip).item() == pytest.approx(-(counts * np.log2(counts)).sum(),
-                                                            abs=1e-5)
+    assert soft_rate(q, bits, clip, grid).item() == pytest.approx(
+        -(counts * np.log2(counts)).sum(), abs=1e-5)
     assert 0 <= soft_rate(x, bits, clip).item() <= bits
 
 

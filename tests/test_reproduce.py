@@ -13,7 +13,7 @@ from aecnn.cli import main
 
 
 @pytest.mark.slow
-def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch):
+def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("AECNN_DATA", str(caltech_root))
     runs, res = tmp_path / "runs", tmp_path / "results"
     sets = [f"baseline_out={runs}/seed{{seed}}/baseline", f"aecnn_out={runs}/seed{{seed}}/aecnn",
@@ -151,6 +151,28 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch):
         for quant, codec in new["codec"].items():
             assert ("prior" in codec) == (quant != "float32"), (p.name, quant)
             assert len(codec.get("prior", "abcd")) == 4
+    # the raster context model instead: the same records are measured again (a record
+    # names its priors' model), with the same accuracies and other fingerprints
+    lattice_recs = {p: json.loads(p.read_text()) for p in old}
+    assert main([*narrow, "--set", "prior_images=4", "--set", "prior_model=raster"]) == 0
+    again = 0
+    for p, rec in lattice_recs.items():
+        new = json.loads(p.read_text())
+        if "prior_model" not in rec:
+            assert new == rec, p.name
+            continue
+        again += 1
+        assert rec["prior_model"] == "lattice" and new["prior_model"] == "raster"
+        assert new["accuracy"] == rec["accuracy"]
+        for quant, codec in new["codec"].items():
+            assert ("prior" in codec) == (quant != "float32"), (p.name, quant)
+            if "prior" in codec:
+                assert codec["prior"] != rec["codec"][quant]["prior"], (p.name, quant)
+    assert again >= 3
+    narrow_table = json.loads((tmp_path / "narrow" / "table1.json").read_text())
+    assert narrow_table["prior"] == {"images": 4, "model": "raster"}
+    assert main([*narrow, "--set", "prior_model=pixelcnn"]) == 2
+    assert "prior_model: 'pixelcnn'" in capsys.readouterr().err
 
     # Fig. 4 of the same scale from the seed-0 run
     assert main(["reproduce", "fig4", "--scale", "smoke", "--no-progress", *sum(

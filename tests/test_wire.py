@@ -110,6 +110,7 @@ def test_fuzz_only_documented_errors():
     assert report.escaped == []
     assert report.parsed > 100 and report.decoded > 50  # the fuzzer reaches the decoders
     assert set(report.decoded_by_coder) == {0, 1, 2, 3, 4, 5}, report.decoded_by_coder
+    assert set(report.decoded_by_prior_model) == {"lattice", "raster"}
     assert report.max_seconds < 1.0
 
 

@@ -209,7 +209,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rec = run_prior_bench(args.stage, args.grid,
                               tuple(args.prior_images or DEFAULT_IMAGES), args.test_images,
                               parse_rate(args.rate), args.requests,
-                              link=not args.no_link, progress=not args.no_progress)
+                              link=not args.no_link, progress=not args.no_progress,
+                              models=tuple(args.models))
         rec = write_record(out / "prior.json", rec)
         plot(rec, out / "prior.png")
         (out / "prior.md").write_text(render_markdown(rec))
@@ -358,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-images", type=int, default=600, help="prior: test tensors coded")
     p.add_argument("--rate", default="1Mbps", help="prior: shaped uplink rate")
     p.add_argument("--no-link", action="store_true", help="prior: skip the shaped-link part")
+    p.add_argument("--models", nargs="+", choices=("lattice", "raster"),
+                   default=["lattice", "raster"],
+                   help="prior: context models to fit (the link part uses the last)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="results/codec", help="(transport: results/runtime)")
     p.add_argument("--no-progress", action="store_true")

@@ -6,9 +6,10 @@ the communication time it saves is less than the coding time", generalised to se
 coders). Sizes are estimated from the symbols' empirical entropies, times from a
 :class:`CoderProfile` (throughputs measured by ``aecnn bench codec``).
 
-A codec given a :class:`~aecnn.compression.prior.ContextPrior` (fitted on the network's
-training tensors through the codec's grid) can also code with ``prior`` (wire coder 5),
-and ``auto`` then weighs it with the others; the decoder needs the same prior.
+A codec given a context prior (:mod:`aecnn.compression.priors`: a lattice or raster model
+fitted on the network's training tensors through the codec's grid) can also code with
+``prior`` (wire coder 5), and ``auto`` then weighs it with the others; the decoder needs the
+same prior.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from aecnn.compression.entropy import (
     per_channel_bits,
 )
 from aecnn.compression.errors import PayloadError
-from aecnn.compression.prior import FINGERPRINT_BYTES, ContextPrior, PriorError
+from aecnn.compression.prior import FINGERPRINT_BYTES, PriorError
+from aecnn.compression.priors import Prior
 from aecnn.compression.quantize import DType, QuantSpec, dequantize, quantize
 from aecnn.compression.wire import Packet, PacketHeader
 
@@ -57,7 +59,7 @@ class CoderProfile:
         return n / self.encode[coder] + n / self.decode[coder]
 
     def estimate_bits(self, coder: str, symbols: np.ndarray, levels: int,
-                      prior: ContextPrior | None = None) -> float:
+                      prior: Prior | None = None) -> float:
         """Payload size estimate: exact for ``none``; for the rANS coders, their exact
         histogram headers (``prior``: its fingerprint) plus the information of the symbols
         under their models (rANS comes within about 1 % of it) plus the stream's flush."""
@@ -75,7 +77,7 @@ class CoderProfile:
         return float("inf")  # zstd: no cheap estimate, not chosen by auto
 
     def choose(self, symbols: np.ndarray, levels: int, rate_bps: float,
-               prior: ContextPrior | None = None) -> str:
+               prior: Prior | None = None) -> str:
         """The coder with the least predicted ``t_enc + bits / rate + t_dec`` (``prior`` is
         a candidate, tried last, when a prior of ``levels`` levels is given).
 
@@ -83,7 +85,8 @@ class CoderProfile:
         cost so far is skipped without estimating its size (the context estimate runs the
         context model, which is worth it only when the link is slow)."""
         best, best_cost = "", float("inf")
-        usable = prior is not None and prior.levels == levels
+        usable = (prior is not None and prior.levels == levels
+                  and prior.suits(symbols.shape))
         for name in (*AUTO_CANDIDATES, PRIOR) if usable else AUTO_CANDIDATES:
             compute = self.compute_seconds(name, symbols.size)
             if compute >= best_cost:
@@ -122,7 +125,7 @@ class FeatureCodec:
 
     def __init__(self, quant: str | QuantSpec = "uint8", coder: str = "memoryless",
                  rate_bps: float = 10e6, profile: CoderProfile | None = None,
-                 prior: ContextPrior | None = None) -> None:
+                 prior: Prior | None = None) -> None:
         self.quant = quant if isinstance(quant, QuantSpec) else QuantSpec.parse(quant)
         if coder not in ("auto", PRIOR):
             get_coder(coder)
@@ -168,15 +171,15 @@ class FeatureCodec:
                                    len(packet.to_bytes()), name)
 
 
-def pick_prior(priors: ContextPrior | Iterable[ContextPrior] | None, levels: int,
-               payload: bytes) -> ContextPrior:
+def pick_prior(priors: Prior | Iterable[Prior] | None, levels: int,
+               payload: bytes) -> Prior:
     """Of ``priors``, the one a prior-coded ``payload`` of ``levels`` levels was coded with
     (its first two bytes are the prior's fingerprint).
 
     Raises:
         PayloadError: none has those levels (or that fingerprint).
     """
-    held = ([] if priors is None else [priors] if isinstance(priors, ContextPrior)
+    held = ([] if priors is None else [priors] if hasattr(priors, "fingerprint")
             else list(priors))
     same = [p for p in held if p.levels == levels]
     if not same:
@@ -195,7 +198,7 @@ def pick_prior(priors: ContextPrior | Iterable[ContextPrior] | None, levels: int
 
 
 def decode_packet(packet: Packet,
-                  prior: ContextPrior | Iterable[ContextPrior] | None = None) -> torch.Tensor:
+                  prior: Prior | Iterable[Prior] | None = None) -> torch.Tensor:
     """Payload -> float32 tensor of the kept shape ``(K, H, W)``. ``prior``: the context
     prior a ``prior``-coded packet (coder 5) was coded with, or the priors this end holds
     (a variant's, one per grid), of which the one with the packet's levels and fingerprint

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aecnn.compression.codec import FeatureCodec, decode_packet
-from aecnn.compression.entropy import CODERS
+from aecnn.compression.codec import FeatureCodec, decode_packet, pick_prior
+from aecnn.compression.entropy import CODERS, PRIOR_CODER_ID
 from aecnn.compression.errors import PacketError
 from aecnn.compression.prior import ContextPrior
-from aecnn.compression.quantize import QuantSpec
+from aecnn.compression.priors import Prior
+from aecnn.compression.quantize import DType, QuantSpec
+from aecnn.compression.raster import RasterPrior
 from aecnn.compression.wire import Limits, Packet
 
 _QUANTS = ("float32", "float16", "uint8", "uint4", "uint4c", "uint2")
@@ -38,26 +40,35 @@ def seed_packets(rng: np.random.Generator, count: int = 24) -> list[bytes]:
         idx = tuple(sorted(rng.choice(total, c, replace=False).tolist()))
         packet, _ = FeatureCodec(quant, coder).encode(x, idx, total, "resnet50", "stem")
         out.append(packet.to_bytes())
-    # prior-coded packets (coder 5), decoded with the same priors (:func:`fuzz_priors`)
-    priors = fuzz_priors()
-    for quant in ("uint8", "uint4", "uint2", "uint1"):
-        c, h, w = (int(v) for v in rng.integers(1, 7, 3))
+    # prior-coded packets (coder 5) of both models, decoded with the same priors
+    # (:func:`fuzz_priors`)
+    for (_, levels), prior in fuzz_priors().items():
+        c = FUZZ_CHANNELS if getattr(prior, "per_channel", False) else int(rng.integers(1, 7))
+        h, w = (int(v) for v in rng.integers(1, 7, 2))
         x = np.maximum(rng.normal(size=(c, h, w)), 0).astype(np.float32)
-        spec = QuantSpec.parse(quant)
-        codec = FeatureCodec(spec, "prior", prior=priors[spec.levels])
+        spec = QuantSpec(DType.UINT, levels.bit_length() - 1)
+        codec = FeatureCodec(spec, "prior", prior=prior)
         out.append(codec.encode(x, tuple(range(c)), c, "resnet50", "stem")[0].to_bytes())
     return out
 
 
-def fuzz_priors() -> dict[int, ContextPrior]:
-    """Context priors of 256, 16, 4 and 2 levels, fitted on fixed random tensors: what the
-    fuzzer's prior-coded packets are coded and decoded with."""
+FUZZ_CHANNELS = 3  # the channels of the tensors the fuzzer's priors are fitted on
+
+
+def fuzz_priors() -> dict[tuple[str, int], Prior]:
+    """Lattice and raster context priors of 256, 16, 4 and 2 levels, fitted on fixed random
+    tensors of :data:`FUZZ_CHANNELS` channels, by ``(model, levels)``: what the fuzzer's
+    prior-coded packets are coded and decoded with. The 256- and 16-level raster priors share
+    their tables between channels (any tensor), the 4- and 2-level ones hold a set per
+    channel (tensors of 3 channels only)."""
     rng = np.random.default_rng(1234)
-    out = {}
+    out: dict[tuple[str, int], Prior] = {}
     for bits in (8, 4, 2, 1):
         levels = 1 << bits
-        tensors = [rng.integers(0, levels, (3, 6, 6)).astype(np.uint8) for _ in range(4)]
-        out[levels] = ContextPrior.fit(tensors, levels)
+        tensors = [rng.integers(0, levels, (FUZZ_CHANNELS, 6, 6)).astype(np.uint8)
+                   for _ in range(4)]
+        out["lattice", levels] = ContextPrior.fit(tensors, levels)
+        out["raster", levels] = RasterPrior.fit(tensors, levels, per_channel=bits <= 2)
     return out
 
 
@@ -96,6 +107,7 @@ class FuzzReport:
     decoded_by_coder: dict[int, int]
     max_seconds: float
     escaped: list[str]
+    decoded_by_prior_model: dict[str, int]
 
 
 def run_fuzz(n: int, seed: int = 0, limits: Limits = Limits(max_elements=1 << 16)
@@ -106,6 +118,7 @@ def run_fuzz(n: int, seed: int = 0, limits: Limits = Limits(max_elements=1 << 16
     priors = list(fuzz_priors().values())
     errors: Counter[str] = Counter()
     by_coder: Counter[int] = Counter()
+    by_model: Counter[str] = Counter()
     escaped: list[str] = []
     parsed = decoded = 0
     worst = 0.0
@@ -120,10 +133,12 @@ def run_fuzz(n: int, seed: int = 0, limits: Limits = Limits(max_elements=1 << 16
             decode_packet(packet, priors)
             decoded += 1
             by_coder[packet.header.coder] += 1
+            if packet.header.coder == PRIOR_CODER_ID:
+                by_model[pick_prior(priors, 1 << packet.header.bits, packet.payload).model] += 1
         except PacketError as exc:
             errors[type(exc).__name__] += 1
         except Exception as exc:  # a bug: recorded, reported, and fails the test
             escaped.append(f"{type(exc).__name__}: {exc} for {data.hex()}")
         worst = max(worst, time.perf_counter() - t0)
     return FuzzReport(n, parsed, decoded, dict(errors), dict(sorted(by_coder.items())), worst,
-                      escaped[:20])
+                      escaped[:20], dict(sorted(by_model.items())))

@@ -48,6 +48,7 @@ class ContextPrior:
     levels: int
     freq: np.ndarray
     images: int = 0
+    model = "lattice"
 
     def __post_init__(self) -> None:
         rows = lattice.num_contexts(self.levels) + 1 if 2 <= self.levels <= 256 else -1
@@ -92,6 +93,10 @@ class ContextPrior:
     @property
     def fingerprint_hex(self) -> str:
         return f"{self.fingerprint:04x}"
+
+    def suits(self, shape: tuple[int, ...]) -> bool:
+        """Whether it can code a symbol array of this shape: any ``(C, H, W)``."""
+        return len(shape) == 3
 
     # ------------------------------------------------------------------ coding
     def bits(self, symbols: np.ndarray) -> float:

@@ -40,26 +40,28 @@ def _top(flat: torch.Tensor, lo: torch.Tensor, clip: float) -> torch.Tensor:
     return torch.where(top > lo, top, hi)
 
 
-def _grid(x: torch.Tensor, bits: int, clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _grid(x: torch.Tensor, bits: int, clip: float, grid_levels: int = 0
+          ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """The codec's per-sample grid of ``x (B, ...)``: its bottom ``lo`` and ``step``, both
-    ``(B, 1, ..., 1)`` (float32, no gradient)."""
-    QuantSpec(DType.UINT, bits, clip=clip)  # the codec's checks of bits and clip
-    levels = 2**bits - 1
+    ``(B, 1, ..., 1)`` (float32, no gradient), and its top symbol (``grid_levels - 1``;
+    ``2**bits - 1`` when ``grid_levels`` is 0)."""
+    top = QuantSpec(DType.UINT, bits, clip=clip, grid_levels=grid_levels).top  # its checks
     flat = x.detach().float().flatten(1)
     lo = flat.amin(dim=1)
-    step = (_top(flat, lo, clip) - lo) / levels
+    step = (_top(flat, lo, clip) - lo) / top
     step = torch.where(step > 0, step, torch.ones_like(step))
     shape = (-1,) + (1,) * (x.dim() - 1)
-    return lo.view(shape), step.view(shape)
+    return lo.view(shape), step.view(shape), top
 
 
-def fake_quantize(x: torch.Tensor, bits: int, clip: float = 1.0) -> torch.Tensor:
+def fake_quantize(x: torch.Tensor, bits: int, clip: float = 1.0,
+                  grid_levels: int = 0) -> torch.Tensor:
     """Quantise and dequantise every sample of ``x (B, C, H, W)`` to ``bits`` bits, per
-    tensor, as the codec does (grid top at the ``clip`` quantile); the gradient flows straight
-    through the values inside the grid. Returns ``(B, C, H, W)``.
+    tensor, as the codec does (grid top at the ``clip`` quantile; ``grid_levels`` levels, 0:
+    all ``2**bits``); the gradient flows straight through the values inside the grid.
+    Returns ``(B, C, H, W)``.
     """
-    levels = 2**bits - 1
-    lo, step = _grid(x, bits, clip)
+    lo, step, levels = _grid(x, bits, clip, grid_levels)
     scaled = torch.round((x.detach().float() - lo) / step)
     q = torch.clamp(scaled, 0, levels)
     deq = (q * step + lo).to(x.dtype)
@@ -67,17 +69,18 @@ def fake_quantize(x: torch.Tensor, bits: int, clip: float = 1.0) -> torch.Tensor
     return x * inside + (deq - x * inside).detach()
 
 
-def soft_rate(x: torch.Tensor, bits: int, clip: float = 1.0) -> torch.Tensor:
+def soft_rate(x: torch.Tensor, bits: int, clip: float = 1.0,
+              grid_levels: int = 0) -> torch.Tensor:
     """Differentiable estimate of the bits per element that the codec's grid (``bits``,
-    ``clip``: as :func:`fake_quantize`) makes of ``x (B, C, H, W)``: the entropy of the
+    ``clip``, ``grid_levels``: as :func:`fake_quantize`) makes of ``x (B, C, H, W)``: the
+    entropy of the
     batch's soft level histogram. Each value at grid position ``s`` (``(x - lo) / step``,
     clamped to the grid) gives weight ``1 - |s - k|`` to the levels ``k`` within one step of
     it; the histogram is the mean of those weights over every element of the batch. At
     values on the grid it is the entropy of the quantised symbols' histogram exactly; a
     context coder (``prior``, ``context``) needs fewer bits than this memoryless bound.
     Returns a scalar (float32, bits per element)."""
-    levels = 2**bits - 1
-    lo, step = _grid(x, bits, clip)
+    lo, step, levels = _grid(x, bits, clip, grid_levels)
     s = ((x.float() - lo) / step).clamp(0, levels)
     k = torch.arange(levels + 1, device=x.device, dtype=s.dtype)
     weights = (1 - (s.unsqueeze(-1) - k).abs()).clamp(min=0)   # (B, C, H, W, levels + 1)
@@ -89,16 +92,17 @@ class FakeQuant(nn.Module):
     """:func:`fake_quantize` as a module (no parameters, no state): ``(B, C, H, W)`` in and
     out."""
 
-    def __init__(self, bits: int, clip: float = 1.0) -> None:
+    def __init__(self, bits: int, clip: float = 1.0, grid_levels: int = 0) -> None:
         super().__init__()
-        QuantSpec(DType.UINT, bits, clip=clip)  # the codec's checks of bits and clip
-        self.bits, self.clip = bits, clip
+        QuantSpec(DType.UINT, bits, clip=clip, grid_levels=grid_levels)  # the codec's checks
+        self.bits, self.clip, self.grid_levels = bits, clip, grid_levels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fake_quantize(x, self.bits, self.clip)
+        return fake_quantize(x, self.bits, self.clip, self.grid_levels)
 
     def extra_repr(self) -> str:
-        return f"bits={self.bits}" + (f", clip={self.clip:g}" if self.clip < 1.0 else "")
+        return (f"bits={self.bits}" + (f", clip={self.clip:g}" if self.clip < 1.0 else "")
+                + (f", grid_levels={self.grid_levels}" if self.grid_levels else ""))
 
 
 __all__ = ["FakeQuant", "fake_quantize", "soft_rate"]

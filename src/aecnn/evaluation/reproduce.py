@@ -25,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from aecnn.compression.codec import FeatureCodec, decode_packet
+from aecnn.compression.priors import PRIOR_MODELS
 from aecnn.compression.quantize import QuantSpec, dequantize, quantize
 from aecnn.compression.wire import Packet
 from aecnn.config import load_config
@@ -90,6 +91,7 @@ class ReproConfig:
     codec_images: int = 16           # test images for bits per element and coding times
     prior_images: int = 0            # training images each network's context prior is
                                      # fitted on, per integer grid (0: no prior coder)
+    prior_model: str = "lattice"     # those priors' context model: lattice or raster
     measure_device: str = "cpu"      # where measurement runs the networks ("auto": a GPU if
                                      # there is one); coding is always timed on the CPU
     measure_out: str = "runs/reproduce/cpu"
@@ -104,6 +106,9 @@ class ReproConfig:
         if self.quant_subset not in SUBSET_RULES:
             raise ConfigError(f"quant_subset: {self.quant_subset!r} is not one of "
                               f"{', '.join(SUBSET_RULES)}")
+        if self.prior_model not in PRIOR_MODELS:
+            raise ConfigError(f"prior_model: {self.prior_model!r} is not one of "
+                              f"{', '.join(PRIOR_MODELS)}")
         if stray := sorted(set(self.recorded_seeds) - set(self.seeds)):
             raise ConfigError(f"recorded_seeds: {stray} are not in seeds {list(self.seeds)}")
         if self.measure_device != "auto":
@@ -317,7 +322,8 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
     # the bridge rebuilds the whole split tensor: what float32 compression is measured
     # against (with ``spatial`` a network sends fewer positions, not only fewer channels)
     split_shape = list(var.bridge(feats[0][None].to(device)).shape[1:])
-    priors = (fit_head_priors(var.head, train, specs, cfg.prior_images, progress)
+    priors = (fit_head_priors(var.head, train, specs, cfg.prior_images, progress,
+                              model=cfg.prior_model)
               if train is not None else {})
     codec = {}
     for name in specs:
@@ -353,12 +359,13 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
             "quant_subset": subset_label(n, cfg.quant_images, cfg.quant_subset),
             "accuracy": acc, "codec": codec,
             "prior_images": cfg.prior_images if train is not None else 0,
+            **({"prior_model": cfg.prior_model} if train is not None else {}),
             "test_top1": meta.test_top1}
 
 
 def _measured(f: Path, wanted: list[str], measure, subset: tuple[str, int],
               n_all: int, stage: tuple[str, float] | None = None, prior_images: int = 0,
-              labels: dict | None = None) -> dict:
+              labels: dict | None = None, prior_model: str = "lattice") -> dict:
     """The record at ``f`` holding every quantisation in ``wanted`` on the test images
     ``subset`` (``(label, count)`` of ``n_all``, see :func:`subset_label`): read it and
     measure only the quantisations it lacks (``measure(missing)``), merging them in;
@@ -366,13 +373,16 @@ def _measured(f: Path, wanted: list[str], measure, subset: tuple[str, int],
     (another ``quant_images`` or ``quant_subset``), or when it was made of another network
     than ``stage`` (``(source folder, test top-1 of its record)``: another FR shape won the
     validation since, or the stage was trained again), or when its codecs held context
-    priors fitted on another number of training images (``prior_images``, 0: none).
+    priors fitted on another number of training images (``prior_images``, 0: none) or of
+    another context model (``prior_model``; a record that names none had lattice priors).
     ``labels`` (method, seed, QAT grid) describe the network rather than measure it: a
     reused record that says otherwise is corrected from them."""
     if not f.exists():
         return write_record(f, measure(wanted))
     rec = json.loads(f.read_text())
-    if record_subset(rec, n_all) != subset or rec.get("prior_images", 0) != prior_images or (
+    other_prior = rec.get("prior_images", 0) != prior_images or (
+        prior_images > 0 and rec.get("prior_model", "lattice") != prior_model)
+    if record_subset(rec, n_all) != subset or other_prior or (
             stage is not None and (rec.get("source"), rec.get("test_top1")) != stage):
         return write_record(f, measure(wanted))
     if labels and any(rec.get(k) != v for k, v in labels.items()):
@@ -432,7 +442,7 @@ def measure_all(cfg: ReproConfig, seed: int, runs: dict[str, Path], progress: bo
 
         made_of = (str(folder), json.loads((folder / "result.json").read_text())["test_top1"])
         recs.append(_measured(f, wanted, measure, subset, n, made_of, cfg.prior_images,
-                              extra))
+                              extra, cfg.prior_model))
     for f in sorted(out.glob("*.json")):
         if f.name not in seen and f.name != "baseline.json":
             rec = json.loads(f.read_text())
@@ -446,7 +456,7 @@ def measure_all(cfg: ReproConfig, seed: int, runs: dict[str, Path], progress: bo
                 "seed": seed}
 
     recs.append(_measured(out / "baseline.json", quant_names(cfg), measure_baseline, subset,
-                          n, prior_images=cfg.prior_images))
+                          n, prior_images=cfg.prior_images, prior_model=cfg.prior_model))
     return recs
 
 

@@ -127,7 +127,10 @@ def summarize(recs: list[dict], baselines: list[dict], cfg) -> dict:
     return {"scale": cfg.scale, "seeds": list(cfg.seeds), "n_quant_images": n_sub,
             "quant_subset": next((r.get("quant_subset", "prefix") for r in recs
                                   if r["method"] == "baseline"), None),
-            "coder": cfg.coder, "link_bps": cfg.link_bps, "baseline": {"mean": base[0],
+            "coder": cfg.coder, "link_bps": cfg.link_bps,
+            "prior": ({"images": cfg.prior_images, "model": cfg.prior_model}
+                      if cfg.prior_images > 0 else None),
+            "baseline": {"mean": base[0],
             "std": base[1]}, "baseline_subset": {"mean": base_sub[0], "std": base_sub[1]},
             "spatial": {run: any(r.get("spatial") for r in recs
                                  if RUN_OF.get(r["method"]) == run)
@@ -190,9 +193,14 @@ def _coder_note(summary: dict) -> str:
     if coder != "auto":
         return f"Quantised tensors are coded with the `{coder}` coder."
     used = sorted({p["coder"] for p in summary["curve"] if p["quant"] != "float32"})
+    prior = summary.get("prior") or {}
+    tables = (f" The `prior` coder's tables are the {prior['model']} context model, fitted "
+              f"on {prior['images']:,} training images per network and grid."
+              if prior and "prior" in used else "")
     return ("Quantised tensors are coded by `auto`: per tensor, the coder with the least "
             "predicted encode + transmit + decode time on a "
-            f"{summary.get('link_bps', 0) / 1e6:g} Mbit/s uplink (used: {', '.join(used)}).")
+            f"{summary.get('link_bps', 0) / 1e6:g} Mbit/s uplink (used: {', '.join(used)})."
+            + tables)
 
 
 def _sent_note(summary: dict) -> str:

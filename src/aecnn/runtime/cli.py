@@ -47,7 +47,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     var = export_from(args.source, args.out, args.point, args.name, args.best,
                       tuple(args.prior or ()), args.prior_images, args.baseline,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, prior_model=args.prior_model)
     meta = var.meta
     acc = f", test top-1 {meta.test_top1:.2f} %" if meta.test_top1 is not None else ""
     kept = len(meta.kept) if meta.kept else meta.channels // meta.ratio
@@ -56,8 +56,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"{meta.name}: {meta.model_name} cut at {meta.point}, bridge {meta.bridge}{shape}, "
           f"V={meta.ratio} ({kept}/{meta.channels} channels{half}){acc} -> {args.out}")
     for grid, prior in var.priors.items():
-        print(f"  context prior for {grid}: {prior.fingerprint_hex} ({prior.levels} levels, "
-              f"fitted on {prior.images} training tensors; wire coder 5)")
+        print(f"  context prior for {grid}: {prior.fingerprint_hex} ({prior.model} model, "
+              f"{prior.levels} levels, fitted on {prior.images} training tensors; "
+              "wire coder 5)")
     return 0
 
 
@@ -233,6 +234,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "uint2@p90, on training images and store it in the file (repeatable)")
     p.add_argument("--prior-images", type=int, default=1000, metavar="N",
                    help="training images each prior is fitted on (default 1000)")
+    p.add_argument("--prior-model", choices=("lattice", "raster"), default="lattice",
+                   help="the priors' context model: lattice (coder 4's contexts, shared by "
+                        "all channels) or raster (per-channel tables over the left, upper, "
+                        "upper-right and previous-channel neighbours; fewer bytes on small "
+                        "codes); default lattice")
     p.add_argument("--baseline", help="baseline best.pt whose training split fits the priors "
                                       "(default: the one the stage was trained from)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

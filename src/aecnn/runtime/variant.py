@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from aecnn.compression.codec import FeatureCodec
-from aecnn.compression.prior import ContextPrior, PriorError
+from aecnn.compression.prior import PriorError
+from aecnn.compression.priors import Prior, check_model, fit_prior, prior_from_dict
 from aecnn.compression.pruning import pruned_head
 from aecnn.compression.quantize import DType, QuantSpec
 from aecnn.compression.recovery import FeatureRecovery, ZeroFill
@@ -121,12 +122,12 @@ class Variant(nn.Module):
             head, bridge = halved(head), Upsampled(bridge, sp.spatial(meta.input_size))
         self.head, self.bridge, self.tail = head, bridge, tail
         # grid name (``uint2@p90``) -> the context prior both ends code that grid with
-        self.priors: dict[str, ContextPrior] = {}
+        self.priors: dict[str, Prior] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.tail(self.bridge(self.head(x)))
 
-    def prior(self, quant: str | QuantSpec) -> ContextPrior | None:
+    def prior(self, quant: str | QuantSpec) -> Prior | None:
         """This variant's context prior for the grid ``quant`` (None: it holds none)."""
         spec = quant if isinstance(quant, QuantSpec) else QuantSpec.parse(quant)
         return next((p for g, p in self.priors.items() if QuantSpec.parse(g) == spec), None)
@@ -143,7 +144,7 @@ class Variant(nn.Module):
 
 
 def export_variant(net: nn.Module, meta: VariantMeta, path: str | Path,
-                   priors: dict[str, ContextPrior] | None = None) -> Path:
+                   priors: dict[str, Prior] | None = None) -> Path:
     """Write a variant file: ``meta`` plus the state of ``net`` (a ``SplitNet`` or
     :class:`Variant` with ``head``, ``bridge`` and ``tail``) and the context priors of its
     integer grids (``priors``, default ``net.priors``: grid name -> prior)."""
@@ -158,7 +159,7 @@ def export_variant(net: nn.Module, meta: VariantMeta, path: str | Path,
     return path
 
 
-def _priors(path: str | Path, text: Any) -> dict[str, ContextPrior]:
+def _priors(path: str | Path, text: Any) -> dict[str, Prior]:
     """The ``priors`` entry of a variant file: grid name -> prior, each checked."""
     if text is None:
         return {}
@@ -172,7 +173,7 @@ def _priors(path: str | Path, text: Any) -> dict[str, ContextPrior]:
     for name, d in raw.items():
         try:
             spec = QuantSpec.parse(str(name))
-            prior = ContextPrior.from_dict(d)
+            prior = prior_from_dict(d)
         except AecnnError as exc:
             raise VariantError(f"{path}: context prior {name!r}: {exc}") from None
         if spec.dtype != DType.UINT or spec.levels != prior.levels:
@@ -308,11 +309,12 @@ def best_sibling(folder: Path) -> Path:
 
 
 def fit_head_priors(head, dataset, specs: dict, images: int, progress: bool = False,
-                    batch_size: int = 64) -> dict[str, ContextPrior]:
+                    batch_size: int = 64, model: str = "lattice") -> dict[str, Prior]:
     """The context prior of ``head``'s output through each integer grid of ``specs``
     (name -> :class:`~aecnn.compression.quantize.QuantSpec`; others are skipped), fitted on
     ``images`` samples of ``dataset`` (``(image (3, S, S), label)`` pairs) spread evenly
-    over it, so that every class of a class-sorted split has its share.
+    over it, so that every class of a class-sorted split has its share. ``model``: the
+    prior's context model (``lattice`` or ``raster``, :mod:`aecnn.compression.priors`).
 
     ``head: (B, 3, S, S) -> (B, K, H, W)`` runs in inference mode on the CPU tensors the
     dataset yields."""
@@ -334,7 +336,8 @@ def fit_head_priors(head, dataset, specs: dict, images: int, progress: bool = Fa
             for z in head(x.to(device)).float().cpu().numpy():
                 for name, spec in specs.items():
                     symbols[name].append(quantize(z, spec)[0])
-    return {name: ContextPrior.fit(symbols[name], spec.levels) for name, spec in specs.items()}
+    return {name: fit_prior(symbols[name], spec.levels, model)
+            for name, spec in specs.items()}
 
 
 def train_split_of(source: str | Path, baseline: str | Path | None = None,
@@ -364,12 +367,13 @@ def train_split_of(source: str | Path, baseline: str | Path | None = None,
 def export_from(source: str | Path, out: str | Path, point: str | None = None,
                 name: str | None = None, best: bool = False, priors: tuple[str, ...] = (),
                 prior_images: int = 1000, baseline: str | Path | None = None,
-                progress: bool = False) -> Variant:
+                progress: bool = False, prior_model: str = "lattice") -> Variant:
     """``aecnn export``: a stage folder, or a baseline checkpoint with ``point``, to a file.
     ``best``: among the FR shapes trained for that stage, the best by validation accuracy.
     ``priors``: integer grids (``uint2@p90``) whose context prior (wire coder 5) is fitted on
     ``prior_images`` training images and stored in the file, for both ends; the training
-    split is the baseline's (``baseline``, default: the one the stage was trained from).
+    split is the baseline's (``baseline``, default: the one the stage was trained from);
+    ``prior_model`` is their context model (``lattice`` or ``raster``).
     Returns the exported network (its ``meta`` and ``priors``)."""
     source = best_sibling(Path(source)) if best else Path(source)
     if not source.exists():
@@ -383,6 +387,10 @@ def export_from(source: str | Path, out: str | Path, point: str | None = None,
                                "integer grids") from None
     if specs and prior_images < 1:
         raise VariantError("--prior-images must be at least 1")
+    try:
+        check_model(prior_model)
+    except PriorError as exc:
+        raise VariantError(f"--prior-model: {exc}") from None
     if source.is_dir():
         meta, state = meta_from_stage(source, name)
     else:
@@ -398,7 +406,8 @@ def export_from(source: str | Path, out: str | Path, point: str | None = None,
     if specs:
         train = train_split_of(source, baseline)
         try:
-            var.priors = fit_head_priors(var.head, train, specs, prior_images, progress)
+            var.priors = fit_head_priors(var.head, train, specs, prior_images, progress,
+                                         model=prior_model)
         except PriorError as exc:
             raise VariantError(f"fitting the context priors: {exc}") from None
     export_variant(var, meta, out)

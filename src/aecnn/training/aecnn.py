@@ -267,7 +267,8 @@ class Pipeline:
 
         handle = net.head.register_forward_hook(keep)
         try:
-            yield lambda: budget.rate * soft_rate(seen[0], quant.bits, quant.clip)
+            yield lambda: budget.rate * soft_rate(seen[0], quant.bits, quant.clip,
+                                                         quant.grid_levels)
         finally:
             handle.remove()
 
@@ -387,7 +388,7 @@ class Pipeline:
 
             def build(spec: QuantSpec = spec) -> SplitNet:
                 net = copy.deepcopy(start)
-                net.quant = FakeQuant(spec.bits, spec.clip)
+                net.quant = FakeQuant(spec.bits, spec.clip, spec.grid_levels)
                 return net
 
             name = f"{method}-q{spec.tag}-x{extra['ratio']}"
