@@ -36,6 +36,31 @@ class PriorError(AecnnError):
     """A context prior's file or table is malformed, or does not suit the tensor."""
 
 
+def stream_of(data: bytes, fingerprint: int) -> bytes:
+    """The rANS stream of a prior-coded payload (the bytes after its fingerprint).
+
+    Raises:
+        PayloadError: the payload is too short, or was coded with a prior whose fingerprint
+            is not ``fingerprint``.
+    """
+    if len(data) < FINGERPRINT_BYTES:
+        raise PayloadError("prior-coded payload ends before its fingerprint")
+    got = int.from_bytes(data[:FINGERPRINT_BYTES], "little")
+    if got != fingerprint:
+        raise PayloadError(f"payload was coded with context prior {got:04x}; this end "
+                           f"holds prior {fingerprint:04x}")
+    return bytes(data[FINGERPRINT_BYTES:])
+
+
+def check_status(status: int) -> None:
+    """Raise a :class:`PayloadError` for a decoder status other than ``lattice.OK``."""
+    if status != lattice.OK:
+        raise PayloadError("prior-coded payload does not decode: "
+                           + {lattice.TRUNCATED: "the rANS stream ends early",
+                              lattice.TRAILING: "the rANS stream does not end in its "
+                                                "initial state"}.get(status, "corrupt"))
+
+
 @dataclass(frozen=True, eq=False)
 class ContextPrior:
     """Frequency tables ``freq`` of shape ``(Kc + 1, levels)`` (int64, every row summing to
@@ -119,19 +144,9 @@ class ContextPrior:
         Raises:
             PayloadError: the payload was coded with another prior, or does not decode.
         """
-        if len(data) < FINGERPRINT_BYTES:
-            raise PayloadError("prior-coded payload ends before its fingerprint")
-        got = int.from_bytes(data[:FINGERPRINT_BYTES], "little")
-        if got != self.fingerprint:
-            raise PayloadError(f"payload was coded with context prior {got:04x}; this end "
-                               f"holds prior {self.fingerprint:04x}")
-        out, status = lattice.decode(bytes(data[FINGERPRINT_BYTES:]), shape, self.levels,
+        out, status = lattice.decode(stream_of(data, self.fingerprint), shape, self.levels,
                                      self.freq)
-        if status != lattice.OK:
-            raise PayloadError("prior-coded payload does not decode: "
-                               + {lattice.TRUNCATED: "the rANS stream ends early",
-                                  lattice.TRAILING: "the rANS stream does not end in its "
-                                                    "initial state"}.get(status, "corrupt"))
+        check_status(status)
         return out
 
     def _check(self, symbols: np.ndarray) -> np.ndarray:

@@ -29,7 +29,13 @@ import numpy as np
 
 from aecnn.compression import lattice
 from aecnn.compression.errors import PayloadError
-from aecnn.compression.prior import FINGERPRINT_BYTES, SMOOTHING, PriorError
+from aecnn.compression.prior import (
+    FINGERPRINT_BYTES,
+    SMOOTHING,
+    PriorError,
+    check_status,
+    stream_of,
+)
 
 FORMAT = "aecnn-raster-prior/1"
 MAX_BUCKETS = 4
@@ -230,24 +236,13 @@ class RasterPrior:
             PayloadError: the payload was coded with another prior, does not decode, or
                 has a shape this prior cannot code.
         """
-        if len(data) < FINGERPRINT_BYTES:
-            raise PayloadError("prior-coded payload ends before its fingerprint")
-        got = int.from_bytes(data[:FINGERPRINT_BYTES], "little")
-        if got != self.fingerprint:
-            raise PayloadError(f"payload was coded with context prior {got:04x}; this end "
-                               f"holds prior {self.fingerprint_hex}")
+        stream = stream_of(data, self.fingerprint)
         if not self.suits(shape):
             raise PayloadError(f"a raster prior of {self.channels} channels cannot decode a "
                                f"tensor of shape {shape}")
         out = np.zeros(shape, np.uint8)
-        status = _decode(np.frombuffer(bytes(data[FINGERPRINT_BYTES:]), np.uint8), out,
-                         self.levels, buckets_of(self.levels), self.per_channel, self.freq,
-                         self._cum)
-        if status != lattice.OK:
-            raise PayloadError("prior-coded payload does not decode: "
-                               + {lattice.TRUNCATED: "the rANS stream ends early",
-                                  lattice.TRAILING: "the rANS stream does not end in its "
-                                                    "initial state"}.get(status, "corrupt"))
+        check_status(_decode(np.frombuffer(stream, np.uint8), out, self.levels,
+                             buckets_of(self.levels), self.per_channel, self.freq, self._cum))
         return out
 
     # ------------------------------------------------------------------ storage
