@@ -162,10 +162,10 @@ def _normalise(counts, freq):
 
 
 @numba.njit(cache=True, nogil=True)
-def _rans_encode(keys, freq, cum, out):
-    """rANS-encode the positions ``keys`` (``model * levels + symbol``) under ``freq``, last
-    first, skipping constant models (fewer than two nonzero frequencies); returns the start
-    of the stream in ``out`` (it is ``out[start:]``).
+def _encoder_tables(freq, cum):
+    """Per ``key = model * levels + symbol``: ``(x_max, rcp, shift, bias, cmpl)`` of the
+    encoder's step (``x_max`` 0: a constant model, not coded). Models with fewer than two
+    nonzero frequencies are constant.
 
     ``x = (x // f) * TOTAL + x % f + start`` is computed with Giesen's exact reciprocal
     (``rans_byte.h``) instead of a division."""
@@ -194,6 +194,14 @@ def _rans_encode(keys, freq, cum, out):
                 while f > (1 << k):
                     k += 1
                 rcp[key], shift[key], bias[key] = ((1 << (k + 31)) + f - 1) // f, k - 1, cum[m, s]
+    return x_max, rcp, shift, bias, cmpl
+
+
+@numba.njit(cache=True, nogil=True)
+def _rans_encode(keys, x_max, rcp, shift, bias, cmpl, out):
+    """rANS-encode the positions ``keys`` (``model * levels + symbol``) with the tables of
+    :func:`_encoder_tables`, last first, skipping constant models; returns the start of the
+    stream in ``out`` (it is ``out[start:]``)."""
     pos = len(out)
     x = np.int64(RANS_L)
     for k in range(len(keys) - 1, -1, -1):
@@ -294,12 +302,21 @@ def normalise(counts: np.ndarray) -> np.ndarray:
     return freq
 
 
-def rans_encode(keys: np.ndarray, freq: np.ndarray) -> bytes:
-    """The rANS stream of the positions ``keys`` under ``freq``: models with fewer than two
-    nonzero frequencies are constant and code nothing, the others sum to ``TOTAL``."""
+def encoder_tables(freq: np.ndarray) -> tuple[np.ndarray, ...]:
+    """What :func:`rans_encode` needs of ``freq`` beyond the keys: compute it once for tables
+    that code many tensors (a context prior's)."""
     freq = freq.astype(np.int64, copy=False)
+    return _encoder_tables(freq, cumulative(freq))
+
+
+def rans_encode(keys: np.ndarray, freq: np.ndarray,
+                tables: tuple[np.ndarray, ...] | None = None) -> bytes:
+    """The rANS stream of the positions ``keys`` under ``freq``: models with fewer than two
+    nonzero frequencies are constant and code nothing, the others sum to ``TOTAL``.
+    ``tables``: :func:`encoder_tables` of ``freq``, if the caller keeps them."""
+    tables = encoder_tables(freq) if tables is None else tables
     out = np.empty(2 * len(keys) + 8, np.uint8)
-    start = _rans_encode(keys, freq, cumulative(freq), out)
+    start = _rans_encode(keys, *tables, out)
     return out[start:].tobytes()
 
 

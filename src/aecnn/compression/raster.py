@@ -69,7 +69,9 @@ def _context(buf, ch, i, j, h, w, levels, nb):
 @numba.njit(cache=True, nogil=True)
 def _walk(sym, levels, nb, per_channel, keys, counts):
     """``keys[n] = row * levels + symbol`` of every position in C order, with ``row`` the
-    table of the position's channel (or table 0) and context, and the count of each key."""
+    table of the position's channel (or table 0) and context, and the count of each key in
+    ``counts`` (an empty ``counts``: not counted)."""
+    count = len(counts) > 0
     c, h, w = sym.shape
     per_table = (nb + 1) ** 4
     n = 0
@@ -79,7 +81,8 @@ def _walk(sym, levels, nb, per_channel, keys, counts):
             for j in range(w):
                 key = (base + _context(sym, ch, i, j, h, w, levels, nb)) * levels + sym[ch, i, j]
                 keys[n] = key
-                counts[key] += 1
+                if count:
+                    counts[key] += 1
                 n += 1
 
 
@@ -152,7 +155,12 @@ class RasterPrior:
         f = f.astype(np.int64)
         f.flags.writeable = False
         object.__setattr__(self, "freq", f)
+        # what coding needs of the tables, computed once: they may hold 2**18 entries
         object.__setattr__(self, "_cum", lattice.cumulative(f))
+        object.__setattr__(self, "_enc", lattice.encoder_tables(f))
+        data = (b"raster" + bytes([self.levels - 1, int(self.per_channel)])
+                + self.channels.to_bytes(2, "little") + f.astype("<u2").tobytes())
+        object.__setattr__(self, "_fingerprint", zlib.crc32(data) & 0xFFFF)
 
     # ------------------------------------------------------------------ fitting
     @classmethod
@@ -191,11 +199,9 @@ class RasterPrior:
     # ------------------------------------------------------------------ identity
     @property
     def fingerprint(self) -> int:
-        """16 bits of the CRC32 of ``b"raster"``, the levels, the channels, the table mode
-        and the tables."""
-        data = (b"raster" + bytes([self.levels - 1, int(self.per_channel)])
-                + self.channels.to_bytes(2, "little") + self.freq.astype("<u2").tobytes())
-        return zlib.crc32(data) & 0xFFFF
+        """16 bits of the CRC32 of ``b"raster"``, the levels, the per-channel flag, the
+        channels (u16) and the tables (u16, row by row)."""
+        return self._fingerprint
 
     @property
     def fingerprint_hex(self) -> str:
@@ -214,7 +220,7 @@ class RasterPrior:
                              f"{int(symbols.max(initial=0))}")
         keys = np.empty(symbols.size, np.int64)
         _walk(np.ascontiguousarray(symbols, np.uint8), self.levels, buckets_of(self.levels),
-              self.per_channel, keys, np.zeros(self.freq.size, np.int64))
+              self.per_channel, keys, np.zeros(0, np.int64))
         return keys
 
     def bits(self, symbols: np.ndarray) -> float:
@@ -227,7 +233,7 @@ class RasterPrior:
         """The fingerprint (u16, little-endian) and the rANS stream of ``symbols``
         ``(C, H, W)`` under these tables, in C order."""
         return (self.fingerprint.to_bytes(2, "little")
-                + lattice.rans_encode(self._keys(symbols), self.freq))
+                + lattice.rans_encode(self._keys(symbols), self.freq, self._enc))
 
     def decode(self, data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
         """Symbols of ``shape`` from :meth:`encode`'s payload.
