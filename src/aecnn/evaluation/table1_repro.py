@@ -569,11 +569,13 @@ def plot_rate_accuracy(summary: dict, path: Path) -> Path:
                     key=lambda s: (s != "stem", s))
     base = summary["baseline_subset"]["mean"]
     fig, axes = plt.subplots(2, len(points), figsize=(6 * len(points), 8), squeeze=False)
+    other = any(p["quant"].split("@")[0].rstrip("c") not in _MARKERS for p in summary["curve"])
     for col, point in enumerate(points):
         for row in (0, 1):
             _draw_panel(axes[row][col], summary, point)
-        axes[0][col].set_title(f"split at {point}; o f32, s 8b, ^ 4b, v 2b, < 1b; "
-                               "hollow: clipped grid", fontsize=9)
+        axes[0][col].set_title(f"split at {point}; o f32, s 8b, ^ 4b, v 2b, < 1b"
+                               + ("; D other grids" if other else "")
+                               + "; hollow: clipped grid", fontsize=9)
         axes[1][col].set_ylim(base - 10, base + 1.5)
         axes[1][col].set_title(f"{point}: the 10 points below the baseline", fontsize=9)
     legend: dict = {}  # every method that has points on any panel, once
