@@ -520,6 +520,12 @@ def _plain_log_ticks(ax) -> None:
 
 
 _MARKERS = {"float32": "o", "uint8": "s", "uint4": "^", "uint2": "v", "uint1": "<"}
+_OTHER_MARKER = "D"  # any other grid (uint3, uint2l3, ...)
+
+
+def _marker(quant: str) -> str:
+    """The figure's marker for a grid (clipping and per-channel do not change it)."""
+    return _MARKERS.get(quant.split("@")[0].rstrip("c"), _OTHER_MARKER)
 
 
 def _draw_panel(ax, summary: dict, point: str) -> None:
@@ -533,7 +539,7 @@ def _draw_panel(ax, summary: dict, point: str) -> None:
             sel = sorted((p["bytes_per_image"], p["accuracy"]) for p in pts if p["quant"] == q)
             x, y = zip(*sel, strict=True)
             clipped = "@" in q  # a clipped grid: the same marker, hollow
-            ax.scatter(x, y, marker=_MARKERS.get(q.split("@")[0].rstrip("c"), "D"), s=18,
+            ax.scatter(x, y, marker=_marker(q), s=18,
                        color="none" if clipped else f"C{i}", edgecolors=f"C{i}",
                        label=None if labelled else label)
             labelled = True
@@ -569,7 +575,7 @@ def plot_rate_accuracy(summary: dict, path: Path) -> Path:
                     key=lambda s: (s != "stem", s))
     base = summary["baseline_subset"]["mean"]
     fig, axes = plt.subplots(2, len(points), figsize=(6 * len(points), 8), squeeze=False)
-    other = any(p["quant"].split("@")[0].rstrip("c") not in _MARKERS for p in summary["curve"])
+    other = any(_marker(p["quant"]) == _OTHER_MARKER for p in summary["curve"])
     for col, point in enumerate(points):
         for row in (0, 1):
             _draw_panel(axes[row][col], summary, point)
