@@ -206,6 +206,14 @@ def test_all_stages_kill_and_resume(caltech_root, tmp_path, capsys):
     assert [(r["model"], r["images"]) for r in rec["priors"]] == [
         ("lattice", 1), ("lattice", 20), ("raster", 1), ("raster", 20)]
     assert rec["test_images"] == 12
+    # one head pass per size serves both models: the priors are those export fits
+    from aecnn.runtime.variant import fit_head_priors, train_split_of
+
+    train = train_split_of(out / "stem" / "aecnn-x8")
+    for r in rec["priors"]:
+        alone = fit_head_priors(var.head, train, {"uint2": QuantSpec.parse("uint2")},
+                                r["images"], model=r["model"])["uint2"]
+        assert r["fingerprint"] == alone.fingerprint_hex, r
     assert rec["elements"] == 8 * 8 * 8 and rec["split_float32_bytes"] == 4 * 64 * 8 * 8
     for model, oracle in rec["oracle"].items():
         fitted = [r["bytes"] for r in rec["priors"] if r["model"] == model]

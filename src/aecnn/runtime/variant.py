@@ -308,16 +308,16 @@ def best_sibling(folder: Path) -> Path:
     return max(cands, key=lambda p: (_record(p)["val_top1"], p == folder))
 
 
-def fit_head_priors(head, dataset, specs: dict, images: int, progress: bool = False,
-                    batch_size: int = 64, model: str = "lattice") -> dict[str, Prior]:
-    """The context prior of ``head``'s output through each integer grid of ``specs``
-    (name -> :class:`~aecnn.compression.quantize.QuantSpec`; others are skipped), fitted on
+def head_symbols(head, dataset, specs: dict, images: int, progress: bool = False,
+                 batch_size: int = 64) -> dict[str, list]:
+    """The integer symbols of ``head``'s output through each integer grid of ``specs``
+    (name -> :class:`~aecnn.compression.quantize.QuantSpec`; others are skipped) on
     ``images`` samples of ``dataset`` (``(image (3, S, S), label)`` pairs) spread evenly
-    over it, so that every class of a class-sorted split has its share. ``model``: the
-    prior's context model (``lattice`` or ``raster``, :mod:`aecnn.compression.priors`).
+    over it, so that every class of a class-sorted split has its share: name -> one
+    ``(K, H, W)`` array per image (empty when there is nothing to fit on).
 
-    ``head: (B, 3, S, S) -> (B, K, H, W)`` runs in inference mode on the CPU tensors the
-    dataset yields."""
+    ``head: (B, 3, S, S) -> (B, K, H, W)`` runs once per image, in inference mode, on the
+    CPU tensors the dataset yields."""
     from tqdm import tqdm
 
     from aecnn.compression.quantize import quantize
@@ -329,15 +329,25 @@ def fit_head_priors(head, dataset, specs: dict, images: int, progress: bool = Fa
     idx = spread_indices(len(dataset), images)
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, idx),
                                          batch_size=batch_size)
-    symbols: dict[str, list] = {k: [] for k in specs}  # name -> (K, H, W) symbol arrays
+    symbols: dict[str, list] = {k: [] for k in specs}
     with torch.inference_mode():
         for x, _ in tqdm(loader, desc="fit priors", leave=False, disable=not progress):
             device = next(head.parameters(), torch.empty(0)).device
             for z in head(x.to(device)).float().cpu().numpy():
                 for name, spec in specs.items():
                     symbols[name].append(quantize(z, spec)[0])
-    return {name: fit_prior(symbols[name], spec.levels, model)
-            for name, spec in specs.items()}
+    return symbols
+
+
+def fit_head_priors(head, dataset, specs: dict, images: int, progress: bool = False,
+                    batch_size: int = 64, model: str = "lattice") -> dict[str, Prior]:
+    """The context prior of ``head``'s output through each integer grid of ``specs``,
+    fitted on the symbols :func:`head_symbols` gives for ``images`` samples of ``dataset``
+    (grids that are not integer are skipped). ``model``: the prior's context model
+    (``lattice`` or ``raster``, :mod:`aecnn.compression.priors`)."""
+    symbols = head_symbols(head, dataset, specs, images, progress, batch_size)
+    return {name: fit_prior(syms, specs[name].levels, model)
+            for name, syms in symbols.items()}
 
 
 def train_split_of(source: str | Path, baseline: str | Path | None = None,
