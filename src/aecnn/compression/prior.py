@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -59,6 +60,25 @@ def check_status(status: int) -> None:
                            + {lattice.TRUNCATED: "the rANS stream ends early",
                               lattice.TRAILING: "the rANS stream does not end in its "
                                                 "initial state"}.get(status, "corrupt"))
+
+
+P = TypeVar("P")
+
+
+def from_stored(d: object, fmt: str, what: str, build: Callable[[dict], P]) -> P:
+    """The prior ``build(d)`` makes of ``d``, a prior's stored form (``to_dict``) of format
+    ``fmt``. A ``d`` of another format, one that ``build`` cannot read (a key missing, a
+    value of the wrong type) and one whose tables do not match its fingerprint are each a
+    :class:`PriorError` that names ``what`` (e.g. "raster prior")."""
+    if not isinstance(d, dict) or d.get("format") != fmt:
+        raise PriorError(f"not a {what} (format {fmt!r} expected)")
+    try:
+        prior = build(d)
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise PriorError(f"{what} is malformed: {exc!r}") from None
+    if "fingerprint" in d and d["fingerprint"] != prior.fingerprint_hex:
+        raise PriorError(f"{what}'s tables do not match its fingerprint")
+    return prior
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,17 +184,8 @@ class ContextPrior:
     @classmethod
     def from_dict(cls, d: dict) -> ContextPrior:
         """Read :meth:`to_dict`'s form back; a malformed one is a :class:`PriorError`."""
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise PriorError(f"not a context prior (format {FORMAT!r} expected)")
-        try:
-            levels, images = int(d["levels"]), int(d.get("images", 0))
-            freq = np.asarray(d["freq"], dtype=np.int64)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PriorError(f"context prior is malformed: {exc!r}") from None
-        prior = cls(levels, freq, images)
-        if "fingerprint" in d and d["fingerprint"] != prior.fingerprint_hex:
-            raise PriorError("context prior's tables do not match its fingerprint")
-        return prior
+        return from_stored(d, FORMAT, "context prior", lambda d: cls(
+            int(d["levels"]), np.asarray(d["freq"], dtype=np.int64), int(d.get("images", 0))))
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,7 @@ from aecnn.compression.prior import (
     SMOOTHING,
     PriorError,
     check_status,
+    from_stored,
     stream_of,
 )
 
@@ -261,17 +262,11 @@ class RasterPrior:
     @classmethod
     def from_dict(cls, d: dict) -> RasterPrior:
         """Read :meth:`to_dict`'s form back; a malformed one is a :class:`PriorError`."""
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise PriorError(f"not a raster prior (format {FORMAT!r} expected)")
-        try:
-            levels, channels = int(d["levels"]), int(d["channels"])
-            per_channel, images = d["per_channel"], int(d.get("images", 0))
-            if not isinstance(per_channel, bool):
+
+        def build(d: dict) -> RasterPrior:
+            if not isinstance(d["per_channel"], bool):
                 raise TypeError("per_channel is not a boolean")
-            freq = np.asarray(d["freq"], dtype=np.int64)
-        except (KeyError, TypeError, ValueError, OverflowError) as exc:
-            raise PriorError(f"raster prior is malformed: {exc!r}") from None
-        prior = cls(levels, channels, per_channel, freq, images)
-        if "fingerprint" in d and d["fingerprint"] != prior.fingerprint_hex:
-            raise PriorError("raster prior's tables do not match its fingerprint")
-        return prior
+            return cls(int(d["levels"]), int(d["channels"]), d["per_channel"],
+                       np.asarray(d["freq"], dtype=np.int64), int(d.get("images", 0)))
+
+        return from_stored(d, FORMAT, "raster prior", build)
