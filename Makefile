@@ -13,6 +13,7 @@ TORCH_PIN := torch==2.14.1 torchvision==0.29.1
         reproduce-cpu-longft-frquiet-ratios-prior reproduce-cpu-longft-frquiet-kd \
         reproduce-cpu-longft-frquiet-kdall reproduce-cpu-longft-frquiet-kd-half \
         reproduce-cpu-longft-frquiet-kd-half-tern reproduce-cpu-longft-frquiet-kd-half-tern-seeds \
+        reproduce-cpu-longft-frquiet-kd-half-tern-lr3 reproduce-cpu-longft-frquiet-kd-half-tern-3seeds \
         reproduce-cpu-longft-frquiet-kd-half-seeds
 
 venv: $(VENV)/.installed
@@ -184,6 +185,19 @@ reproduce-cpu-longft-frquiet-kd-half-tern: venv
 # a second seed of the ternary cells (trains seed 3's baseline and every stage)
 reproduce-cpu-longft-frquiet-kd-half-tern-seeds: venv
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-tern-seeds.yaml --no-progress
+
+# a third seed (4) of the ternary cells (trains seed 4's baseline and every stage)
+reproduce-cpu-longft-frquiet-kd-half-tern-3seeds: venv
+	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-tern-3seeds.yaml --no-progress
+
+# the ternary cells of both seeds with QAT at lr 0.003: every network before QAT is linked
+# from the -tern and -tern-seeds runs (run those first), so only the QAT stages train
+reproduce-cpu-longft-frquiet-kd-half-tern-lr3: venv
+	$(call link_shared,$(RATE_AECNN),resnet50_cpu64_longft_frquiet_kd_half_tern-seed2,resnet50_cpu64_longft_frquiet_kd_half_tern_lr3-seed2)
+	$(call link_shared,$(RATE_AECNN),resnet50_cpu64_longft_frquiet_kd_half_tern-seed3,resnet50_cpu64_longft_frquiet_kd_half_tern_lr3-seed3)
+	$(call link_shared,$(RATE_BOTTLENET),resnet50_cpu64_longft_frquiet_kd_s2_tern-seed2,resnet50_cpu64_longft_frquiet_kd_s2_tern_lr3-seed2)
+	$(call link_shared,$(RATE_BOTTLENET),resnet50_cpu64_longft_frquiet_kd_s2_tern-seed3,resnet50_cpu64_longft_frquiet_kd_s2_tern_lr3-seed3)
+	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-tern-lr3.yaml --no-progress
 
 # the same networks measured with raster context priors (nothing is trained again)
 reproduce-cpu-longft-frquiet-kd-half-raster%: reproduce-cpu-longft-frquiet-kd-half-rate%
