@@ -547,3 +547,23 @@ def test_the_committed_partial_gpu_table_is_its_records_summary():
     summary = mod.main(folder / "records")
     assert summary in (folder / "partial.md").read_text()
     assert "| 16 | 67.05 (-1.96) | 68.03 (-0.98) | 66.53 (-2.48) |" in summary
+
+
+def test_the_documented_confidence_table_is_its_record():
+    """docs/reproduction.md's table of confidently wrong test images (ternary QAT study)
+    holds the numbers of the committed record scripts/confidence.py wrote, none by hand."""
+    root = Path(__file__).resolve().parents[1]
+    rec = json.loads((root / "results" / "reproduction" / "cpu-longft-frquiet-kd-half-tern-lr3"
+                      / "confidence.json").read_text())
+    assert rec["command"].startswith("python scripts/confidence.py")
+    cells = {(r["stage"].split("-seed")[1][0], r["stage"].rsplit("/", 1)[1], r["grid"]):
+             f"{r['top1']:.2f} %, {r['nll']:.2f}, {r['confidently_wrong']:.2f} %"
+             for r in rec["rows"]}
+    doc = (root / "docs" / "reproduction.md").read_text()
+    for label, stage, grid in (("float32 network, float32", "bottlenet-x8", "float32"),
+                               ("float32 network, `uint2l3` without QAT", "bottlenet-x8",
+                                "uint2l3"),
+                               ("ternary QAT network, `uint2l3`", "bottlenet-q2l3-x8",
+                                "uint2l3")):
+        row = f"| {label} | {cells['2', stage, grid]} | {cells['3', stage, grid]} |"
+        assert row in doc, row
