@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from aecnn.compression.quantize import QuantSpec
 from aecnn.errors import AecnnError
-from aecnn.evaluation.reproduce import _requant
+from aecnn.evaluation.reproduce import requantize
 from aecnn.runtime.variant import Variant, meta_from_stage, train_split_of
 
 CONFIDENT = 0.9
@@ -43,7 +43,7 @@ def confidence(stage: Path, grid: str) -> dict:
     for x, y in tqdm(loader, desc=stage.name, leave=False,
                      disable=not sys.stderr.isatty()):
         z = var.head(x)
-        p = var.server(z if spec is None else _requant(z, spec)).softmax(1)
+        p = var.server(z if spec is None else requantize(z, spec)).softmax(1)
         top, cls = p.max(1)
         n += len(y)
         correct += int((cls == y).sum())

@@ -258,7 +258,7 @@ def _test_split(baseline: Path, split: str = "test"):
     return baseline_split(baseline / "best.pt", split)
 
 
-def _requant(z: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
+def requantize(z: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
     """Each sample of ``z (B, K, H, W)`` quantised and dequantised as the codec would."""
     out = []
     for zi in z.float().cpu().numpy():
@@ -316,7 +316,7 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
         if len(feats) < cfg.codec_images:
             feats += list(z[: cfg.codec_images - len(feats)].cpu())
         for name, spec in specs.items():
-            zq = z if spec is None else _requant(z, spec)
+            zq = z if spec is None else requantize(z, spec)
             correct[name] += int((var.server(zq).argmax(1).cpu() == y).sum())
     acc = {k: 100.0 * v / len(idx) for k, v in correct.items()}
     # the bridge rebuilds the whole split tensor: what float32 compression is measured
