@@ -62,6 +62,19 @@ def check_status(status: int) -> None:
                                                 "initial state"}.get(status, "corrupt"))
 
 
+def frozen_tables(freq: np.ndarray, what: str) -> np.ndarray:
+    """``freq`` as a read-only int64 array, after checking that every entry is at least 1
+    and every row sums to :data:`lattice.TOTAL` (what the rANS coder needs of a prior's
+    tables); otherwise a :class:`PriorError` that names ``what`` (e.g. "raster prior")."""
+    f = np.asarray(freq)
+    if f.min() < 1 or np.any(f.sum(axis=1) != lattice.TOTAL):
+        raise PriorError(f"every row of a {what} must hold entries >= 1 that sum "
+                         f"to {lattice.TOTAL}")
+    f = f.astype(np.int64)
+    f.flags.writeable = False
+    return f
+
+
 P = TypeVar("P")
 
 
@@ -101,12 +114,12 @@ class ContextPrior:
         if rows < 0 or f.shape != (rows, self.levels):
             raise PriorError(f"a {self.levels}-level context prior needs a table of "
                              f"{rows} x {self.levels}, not {'x'.join(map(str, f.shape))}")
-        if f.min() < 1 or np.any(f.sum(axis=1) != lattice.TOTAL):
-            raise PriorError(f"every row of a context prior must hold entries >= 1 that sum "
-                             f"to {lattice.TOTAL}")
-        f = f.astype(np.int64)
-        f.flags.writeable = False
+        f = frozen_tables(f, "context prior")
         object.__setattr__(self, "freq", f)
+        # what every encode and decode needs of the tables, computed once
+        object.__setattr__(self, "_enc", lattice.encoder_tables(f))
+        data = bytes([self.levels - 1]) + f.astype("<u2").tobytes()
+        object.__setattr__(self, "_fingerprint", zlib.crc32(data) & 0xFFFF)
 
     # ------------------------------------------------------------------ fitting
     @classmethod
@@ -132,8 +145,7 @@ class ContextPrior:
     def fingerprint(self) -> int:
         """16 bits of the CRC32 of the levels and the tables: what a payload carries so that
         a decoder holding another prior refuses it instead of decoding garbage."""
-        data = bytes([self.levels - 1]) + self.freq.astype("<u2").tobytes()
-        return zlib.crc32(data) & 0xFFFF
+        return self._fingerprint
 
     @property
     def fingerprint_hex(self) -> str:
@@ -156,7 +168,8 @@ class ContextPrior:
         """The fingerprint (u16, little-endian) and coder 4's rANS stream of ``symbols``
         ``(C, H, W)`` under these tables."""
         keys, _ = lattice.walk(self._check(symbols), self.levels)
-        return self.fingerprint.to_bytes(2, "little") + lattice.rans_encode(keys, self.freq)
+        stream = lattice.rans_encode(keys, self.freq, self._enc)
+        return self.fingerprint.to_bytes(2, "little") + stream
 
     def decode(self, data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
         """Symbols of ``shape`` from :meth:`encode`'s payload.

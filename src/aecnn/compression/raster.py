@@ -35,6 +35,7 @@ from aecnn.compression.prior import (
     PriorError,
     check_status,
     from_stored,
+    frozen_tables,
     stream_of,
 )
 
@@ -150,11 +151,7 @@ class RasterPrior:
                              f"({'per-channel' if self.per_channel else 'shared'} tables) "
                              f"needs a table of {rows} x {self.levels}, not "
                              f"{'x'.join(map(str, f.shape))}")
-        if f.min() < 1 or np.any(f.sum(axis=1) != lattice.TOTAL):
-            raise PriorError(f"every row of a raster prior must hold entries >= 1 that sum "
-                             f"to {lattice.TOTAL}")
-        f = f.astype(np.int64)
-        f.flags.writeable = False
+        f = frozen_tables(f, "raster prior")
         object.__setattr__(self, "freq", f)
         # what coding needs of the tables, computed once: they may hold 2**18 entries
         object.__setattr__(self, "_cum", lattice.cumulative(f))
