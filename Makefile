@@ -14,6 +14,7 @@ TORCH_PIN := torch==2.14.1 torchvision==0.29.1
         reproduce-cpu-longft-frquiet-kdall reproduce-cpu-longft-frquiet-kd-half \
         reproduce-cpu-longft-frquiet-kd-half-tern reproduce-cpu-longft-frquiet-kd-half-tern-seeds \
         reproduce-cpu-longft-frquiet-kd-half-tern-lr3 reproduce-cpu-longft-frquiet-kd-half-tern-3seeds \
+        reproduce-cpu-longft-frquiet-kd-half-tern-fresh \
         reproduce-cpu-longft-frquiet-kd-half-seeds
 
 venv: $(VENV)/.installed
@@ -189,6 +190,11 @@ reproduce-cpu-longft-frquiet-kd-half-tern-seeds: venv
 # a third seed (4) of the ternary cells (trains seed 4's baseline and every stage)
 reproduce-cpu-longft-frquiet-kd-half-tern-3seeds: venv
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-tern-3seeds.yaml --no-progress
+
+# the ternary cells of seeds 2, 3 and 4 with every stage on its own stream of batches and
+# crops (the baselines are -tern-3seeds's)
+reproduce-cpu-longft-frquiet-kd-half-tern-fresh: venv
+	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-tern-fresh.yaml --no-progress
 
 # the ternary cells of both seeds with QAT at lr 0.003: every network before QAT is linked
 # from the -tern and -tern-seeds runs (run those first), so only the QAT stages train

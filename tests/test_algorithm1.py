@@ -53,6 +53,7 @@ def test_all_stages_kill_and_resume(caltech_root, tmp_path, capsys):
     assert by["ca"]["compressed_shape"] == [64, 8, 8]
     assert by["pruned-x8"]["compressed_shape"] == [8, 8, 8]
     assert by["pruned-x8"]["physical"] is True
+    assert by["pruned-x8"]["stream"] == "stem/pruned-x8"  # its own batches and crops
     assert by["pruned-x8"]["params_head"] < by["ca"]["params_head"]
     assert by["aecnn-x8"]["params_bridge"] == 8 * 56 + 56  # 1x1 conv 8 -> 56 channels
     imp = json.loads((out / "stem" / "importance.json").read_text())

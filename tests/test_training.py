@@ -207,3 +207,50 @@ def test_fit_adds_the_penalty_to_the_loss(tmp_path):
     plain, penalised = train("plain", 0.0), train("penalised", 10.0)
     assert penalised[0]["train_loss"] > plain[0]["train_loss"]
     assert [r["val_loss"] for r in penalised] != [r["val_loss"] for r in plain]
+
+
+def test_epoch_seed_gives_each_stage_its_own_batches():
+    from aecnn.training.loop import epoch_seed
+
+    assert [epoch_seed(2, e) for e in range(3)] == [200_006, 200_007, 200_008]  # baseline
+    stems = {epoch_seed(2, 0, s) for s in ("", "stem/ca", "stem/pruned-x8", "stem/aecnn-x8",
+                                           "layer1.0/aecnn-x8", "stem/aecnn-q2l3p90-x8")}
+    assert len(stems) == 6
+    seeds = [epoch_seed(s, e, "stem/pruned-x8") for s in range(4) for e in range(5)]
+    assert len(set(seeds)) == 20 and all(0 <= s < 2**63 for s in seeds)
+    assert epoch_seed(2, 1, "stem/ca") == epoch_seed(2, 1, "stem/ca")  # no hash salt
+
+
+def test_stages_do_not_replay_the_baselines_batches(tmp_path):
+    """A stage's epoch k must not see the batches (order and random augmentation) of the
+    baseline's epoch k: before streams, every stage replayed them and learnt them by heart."""
+    from torch.utils.data import Dataset
+
+    from aecnn.training.config import OptimConfig
+    from aecnn.training.loop import RunOptions, fit
+
+    seen: list[tuple[int, float]] = []
+
+    class Noisy(Dataset):  # records each index with its random "augmentation"
+        def __len__(self) -> int:
+            return 8
+
+        def __getitem__(self, i: int):
+            jitter = float(torch.rand(()))
+            seen.append((i, jitter))
+            return torch.full((3,), jitter), i % 2
+
+    def batches(out: str, stream: str) -> list[tuple[int, float]]:
+        seen.clear()
+        torch.manual_seed(1)
+        fit(torch.nn.Linear(3, 2), Noisy(), [(torch.zeros(3), 0)], OptimConfig(lr=0.1, epochs=1),
+            tmp_path / out, RunOptions(torch.device("cpu"), progress=False, channels_last=False),
+            seed=2, batch_size=4, eval_batch_size=4, workers=0, config={}, meta={},
+            stream=stream)
+        return list(seen[:8])
+
+    base, base_again = batches("a", ""), batches("b", "")
+    stage, stage_again = batches("c", "stem/aecnn-x8"), batches("d", "stem/aecnn-x8")
+    assert base == base_again and stage == stage_again  # deterministic
+    assert [i for i, _ in stage] != [i for i, _ in base]  # another order
+    assert not {j for _, j in stage} & {j for _, j in base}  # other augmentations

@@ -316,7 +316,8 @@ class Pipeline:
             del spent["distill"], spent["distill_temperature"]
         if not budget.rate:
             del spent["rate"]
-        config = {"stage": name, "budget": spent,
+        stream = f"{extra['point']}/{name}"  # this stage's own batches and crops
+        config = {"stage": name, "budget": spent, "stream": stream,
                   "baseline": self.cfg.baseline, "data": dataclasses.asdict(self.data),
                   "seed": self.cfg.seed, **{k: v for k, v in extra.items() if k != "kept"}}
         with self.rate_penalty(net, budget) as penalty:
@@ -325,7 +326,7 @@ class Pipeline:
                 eval_batch_size=self.data.eval_batch_size, workers=self.data.workers,
                 config=config, meta={"classes": self.classes, "model_name": self.spec.name},
                 resume=True, desc=f"{extra['point']} {name}",
-                distill=self.distillation(budget), penalty=penalty)
+                distill=self.distillation(budget), penalty=penalty, stream=stream)
         best = load_checkpoint(folder / "best.pt")
         net.load_state_dict(best["model"])
         test = evaluate_model(net, make_loader(self.test_ds, self.data.eval_batch_size,
@@ -335,7 +336,7 @@ class Pipeline:
                   "input_size": self.data.input_size, **extra,
                   "trains": list(budget.trains),
                   "freezes": [p for p in ("head", "bridge", "tail") if p not in budget.trains],
-                  "val_top1": best["val"]["top1"], "test_top1": test["top1"],
+                  "stream": stream, "val_top1": best["val"]["top1"], "test_top1": test["top1"],
                   "test_top5": test["top5"], "n_test": test["n"],
                   **cost_profile(net, self.data.input_size),
                   "manifest_digest": self.manifest.digest(), "budget": dataclasses.asdict(budget),

@@ -1,8 +1,11 @@
 """The training loop shared by every stage: deterministic epochs, checkpoints, exact resume.
 
 Determinism: each epoch re-seeds the shuffling generator and the global RNGs from
-``(seed, epoch)``, so a run resumed from the checkpoint of epoch k replays epochs k+1... as
-an uninterrupted run would, with no RNG state kept in the checkpoint.
+``(seed, stream, epoch)`` (:func:`epoch_seed`), so a run resumed from the checkpoint of epoch
+k replays epochs k+1... as an uninterrupted run would, with no RNG state kept in the
+checkpoint. The ``stream`` (a stage's name) gives each fine-tuning stage its own order and
+augmentations: without it every stage of a run would see, epoch for epoch, the very batches
+and random crops of the baseline's first epochs, and learn them by heart.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import math
 import random
 import time
+import zlib
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -50,6 +54,19 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int, stream: str = "") -> int:
+    """The seed of one training epoch (0-based ``epoch``): its shuffle order and, through the
+    global RNGs, its random crops and flips. ``stream`` "" (the baseline) keeps the formula
+    of the first releases, ``seed * 100_003 + epoch``; any other stream (a stage's name) is
+    mixed in by CRC-32, so that stages of one run, and the baseline, draw different batches
+    at the same epoch. Stable across processes and platforms (no ``hash``). Returns a
+    non-negative integer below 2**63."""
+    base = seed * 100_003 + epoch
+    if not stream:
+        return base
+    return (base + (zlib.crc32(stream.encode()) + 1) * 1_000_000_007) % 2**63
 
 
 def make_loader(ds: Dataset, batch_size: int, workers: int, shuffle: bool = False,
@@ -175,7 +192,7 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig
         out: Path, opts: RunOptions, *, seed: int, batch_size: int, eval_batch_size: int,
         workers: int, config: dict, meta: dict, resume: bool = False,
         desc: str = "train", distill: Distillation | None = None,
-        penalty: Callable[[], torch.Tensor] | None = None) -> list[dict]:
+        penalty: Callable[[], torch.Tensor] | None = None, stream: str = "") -> list[dict]:
     """Train ``model`` for ``optim.epochs`` epochs, checkpointing every epoch.
 
     Writes ``out/last.pt`` (everything needed to resume), ``out/best.pt`` (weights with the
@@ -183,7 +200,9 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig
     run continues after the last completed epoch; without it an existing run is an error.
     With ``distill`` the loss mixes the labels with the teacher's softened outputs;
     ``penalty``, called after each training forward pass, returns a scalar added to the loss
-    (the weighted rate estimate of a rate-regularised stage).
+    (the weighted rate estimate of a rate-regularised stage). ``stream`` names the run's own
+    stream of batches and augmentations (:func:`epoch_seed`; "" for the baseline, a stage's
+    name for a fine-tuning stage).
 
     Returns:
         The per-epoch history (dicts of train and validation metrics).
@@ -217,9 +236,9 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig
     val_loader = make_loader(val_ds, eval_batch_size, workers, device=opts.device)
     for epoch in range(start, optim.epochs):
         t0 = time.perf_counter()
-        seed_everything(seed * 100_003 + epoch)
+        seed_everything(epoch_seed(seed, epoch, stream))
         loader = make_loader(train_ds, batch_size, workers, shuffle=True,
-                             seed=seed * 100_003 + epoch, device=opts.device)
+                             seed=epoch_seed(seed, epoch, stream), device=opts.device)
         model.train()
         n, correct, total_loss = 0, 0, 0.0
         bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{optim.epochs}", leave=False,
