@@ -25,12 +25,10 @@ from pathlib import Path
 import torch
 
 from aecnn.compression.quantize import QuantSpec
-from aecnn.config import load_config
 from aecnn.errors import AecnnError
 from aecnn.evaluation.reproduce import requantize
-from aecnn.models.registry import get_spec
 from aecnn.runtime.variant import Variant, meta_from_stage
-from aecnn.training.baseline import TrainConfig, load_manifest, make_split
+from aecnn.training.baseline import baseline_split
 from aecnn.training.checkpoint import load_checkpoint
 from aecnn.training.loop import epoch_seed, make_loader, seed_everything
 
@@ -64,15 +62,10 @@ def replayed(stage: Path, images: int) -> dict:
     var = Variant(meta)
     var.load_state_dict(state)
     cfg = load_checkpoint(stage / "best.pt", ("config",))["config"]
-    base = load_checkpoint(cfg["baseline"], ("config", "model_name"))
-    bcfg = load_config(TrainConfig, base=base["config"])
-    spec_m = get_spec(base["model_name"])
-    root, manifest = load_manifest(bcfg.data)
-    train_ds = make_split(bcfg.data, root, manifest, "train", spec_m.mean, spec_m.std,
-                          train=True, progress=False)
+    train_ds = baseline_split(cfg["baseline"], "train", train=True)
     seed, stream = int(cfg["seed"]), str(rec.get("stream", ""))
     spec = QuantSpec.parse(rec["qat_quant"]) if rec.get("qat_quant") else None
-    bs = int(bcfg.data.batch_size)
+    bs = int(cfg["data"]["batch_size"])  # the batches fit drew
 
     def run(epochs: range, on: str) -> list[float]:
         return [top1_on(var, train_ds, seed, e, on, images, spec, bs) for e in epochs]

@@ -39,8 +39,9 @@ def make_split(cfg: DataConfig, root: Path, manifest: Manifest, split: str,
                             cache=cfg.cache, progress=progress)
 
 
-def baseline_split(checkpoint: str | Path, split: str) -> ImageFolderSplit:
-    """The ``split`` (eval transforms) of the data a baseline checkpoint was trained on.
+def baseline_split(checkpoint: str | Path, split: str, train: bool = False) -> ImageFolderSplit:
+    """The ``split`` (eval transforms; ``train``: the augmenting train transforms) of the data
+    a baseline checkpoint was trained on.
 
     Raises:
         CheckpointError: the checkpoint is missing or lacks its config.
@@ -51,7 +52,8 @@ def baseline_split(checkpoint: str | Path, split: str) -> ImageFolderSplit:
     bcfg = load_config(TrainConfig, base=ckpt["config"])
     spec = get_spec(ckpt["model_name"])
     root, manifest = load_manifest(bcfg.data)
-    return make_split(bcfg.data, root, manifest, split, spec.mean, spec.std, progress=False)
+    return make_split(bcfg.data, root, manifest, split, spec.mean, spec.std, train=train,
+                      progress=False)
 
 
 def run_options(cfg: TrainConfig, progress: bool) -> RunOptions:

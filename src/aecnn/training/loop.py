@@ -236,9 +236,10 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig
     val_loader = make_loader(val_ds, eval_batch_size, workers, device=opts.device)
     for epoch in range(start, optim.epochs):
         t0 = time.perf_counter()
-        seed_everything(epoch_seed(seed, epoch, stream))
-        loader = make_loader(train_ds, batch_size, workers, shuffle=True,
-                             seed=epoch_seed(seed, epoch, stream), device=opts.device)
+        drawn = epoch_seed(seed, epoch, stream)
+        seed_everything(drawn)
+        loader = make_loader(train_ds, batch_size, workers, shuffle=True, seed=drawn,
+                             device=opts.device)
         model.train()
         n, correct, total_loss = 0, 0, 0.0
         bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{optim.epochs}", leave=False,
