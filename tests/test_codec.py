@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -189,6 +190,39 @@ def test_context_coder_round_trips_every_pyramid_depth(shape, bits, seed):
     data = coder.encode(symbols, levels)
     assert np.array_equal(coder.decode(data, shape, levels), symbols)
     assert lattice.pyramid_depth(shape[1], shape[2]) <= lattice.MAX_HALVINGS
+
+
+# (shape, levels) from a single position to every pyramid depth, binary to 8-bit symbols
+FROZEN_CASES = [((1, 1, 1), 2), ((2, 4, 4), 3), ((3, 9, 7), 4), ((4, 16, 16), 3),
+                ((2, 33, 70), 16), ((1, 70, 65), 256), ((8, 8, 8), 3)]
+# sha256 of every case's stream, walk keys and counts, as the coder wrote them on 2026-12-07
+FROZEN_SHA256 = "f67b4e44d5811204691ba5e5450353b78fa0dd321634758233475b6442f30d3e"
+
+
+def _frozen_symbols(shape: tuple[int, int, int], levels: int) -> np.ndarray:
+    """A deterministic, spatially structured ``(C, H, W)`` symbol array (integer
+    arithmetic only, so that it is the same on every platform)."""
+    c, i, j = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    v = (5 * c + i * j // 3 + (i // 2) ** 2 + 3 * j) % (2 * levels + 3)
+    return np.minimum(v, levels - 1).astype(np.uint8)
+
+
+def test_context_coder_streams_are_frozen():
+    """The visiting order, contexts and rANS of docs/wire-format.md are a wire format: a
+    refactoring that changes a single byte (even one that still round-trips) breaks
+    every peer and every fitted prior, so the bytes are pinned. tests/golden pins one packet
+    per coder; this pins the context coder at every pyramid depth and symbol width."""
+    digest = hashlib.sha256()
+    coder = CODERS["context"]
+    for shape, levels in FROZEN_CASES:
+        symbols = _frozen_symbols(shape, levels)
+        data = coder.encode(symbols, levels)
+        assert np.array_equal(coder.decode(data, shape, levels), symbols)
+        keys, counts = lattice.walk(symbols, levels)
+        digest.update(data)
+        digest.update(keys.astype("<i4").tobytes())
+        digest.update(counts.astype("<i8").tobytes())
+    assert digest.hexdigest() == FROZEN_SHA256
 
 
 def test_context_coder_rejects_corrupt_streams():

@@ -89,33 +89,55 @@ def _phase(phase, step, pw):
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk(buf, c, h, w, pad, depth, table, levels, coarse_model, keys, counts):
-    """Every position in decoding order as ``keys[n] = model * levels + symbol`` (model
-    ``coarse_model`` for the coarsest level), and the count of each key in ``counts``.
-    ``buf`` is the ``(C, H + 2 pad, W + 2 pad)`` zero-padded symbol array, flattened.
-    Returns the number of positions written."""
+def _order(c, h, w, pad, depth):
+    """The decoding order of a ``(C, H, W)`` tensor in its zero-padded working array:
+    ``(pos, group, offs)``. Position ``n`` is flat index ``pos[n]`` of the padded array,
+    visited level by level (coarsest first), phase by phase, channel by channel, row by
+    row; ``group[n]`` is its (level, phase), and ``offs[group[n]]`` the flat offsets of its
+    four context neighbours. Group 0, the coarsest level, codes without context."""
     pw = w + 2 * pad
     plane = (h + 2 * pad) * pw
-    n = 0
+    offs = np.zeros((1 + 3 * depth, 4), np.int64)
+    pos = np.empty(c * h * w, np.int32)  # _layout keeps the array below 2**31
+    group = np.empty(c * h * w, np.uint8)  # at most 1 + 3 * MAX_HALVINGS groups
+    n, g = 0, 0
     for level in range(depth, -1, -1):
         step = 1 << level
         first = 0 if level == depth else 1
         last = 0 if level == depth else 3
         for phase in range(first, last + 1):
             r0, c0, stride, o1, o2, o3, o4 = _phase(phase, step, pw)
+            offs[g, 0], offs[g, 1], offs[g, 2], offs[g, 3] = o1, o2, o3, o4
             for ch in range(c):
                 for i in range(r0 * step, h, stride * step):
                     row = ch * plane + (i + pad) * pw + pad
                     for j in range(c0 * step, w, stride * step):
-                        p = row + j
-                        m = coarse_model
-                        if phase != 0:
-                            m = _ctx(buf, p, o1, o2, o3, o4, table, levels)
-                        key = m * levels + np.int64(buf[p])
-                        keys[n] = key
-                        counts[key] += 1
+                        pos[n] = row + j
+                        group[n] = g
                         n += 1
-    return n
+            g += 1
+    return pos[:n], group[:n], offs
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _model(buf, p, g, offs, table, levels, coarse_model):
+    """The model of flat position ``p`` in group ``g`` of :func:`_order`."""
+    if g == 0:
+        return coarse_model
+    return _ctx(buf, p, offs[g, 0], offs[g, 1], offs[g, 2], offs[g, 3], table, levels)
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk(buf, pos, group, offs, table, levels, coarse_model, keys, counts):
+    """Every position of :func:`_order` as ``keys[n] = model * levels + symbol`` (model
+    ``coarse_model`` for the coarsest level), and the count of each key in ``counts``.
+    ``buf`` is the ``(C, H + 2 pad, W + 2 pad)`` zero-padded symbol array, flattened."""
+    for n in range(len(pos)):
+        p = pos[n]
+        m = _model(buf, p, group[n], offs, table, levels, coarse_model)
+        key = m * levels + np.int64(buf[p])
+        keys[n] = key
+        counts[key] += 1
 
 
 @numba.njit(cache=True, nogil=True)
@@ -222,60 +244,62 @@ def _rans_encode(keys, x_max, rcp, shift, bias, cmpl, out):
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode(data, buf, c, h, w, pad, depth, table, levels, freq, cum, coded, constant,
+def _decode(data, buf, pos, group, offs, table, levels, freq, cum, coded, constant,
             coarse_model):
-    """Decode into ``buf`` (the zero-padded flat array of :func:`_walk`) in its order;
-    returns a status code. Never reads outside ``data``."""
+    """Decode into ``buf`` (the zero-padded flat array of :func:`_walk`) in the order of
+    :func:`_order`; returns a status code. Never reads outside ``data``."""
     n_data = len(data)
     if n_data < 4:
         return TRUNCATED
     x = np.int64(0)
-    for pos in range(4):
-        x = (x << 8) | np.int64(data[pos])
-    pos = 4
-    pw = w + 2 * pad
-    plane = (h + 2 * pad) * pw
-    for level in range(depth, -1, -1):
-        step = 1 << level
-        first = 0 if level == depth else 1
-        last = 0 if level == depth else 3
-        for phase in range(first, last + 1):
-            r0, c0, stride, o1, o2, o3, o4 = _phase(phase, step, pw)
-            for ch in range(c):
-                for i in range(r0 * step, h, stride * step):
-                    row = ch * plane + (i + pad) * pw + pad
-                    for j in range(c0 * step, w, stride * step):
-                        p = row + j
-                        m = coarse_model
-                        if phase != 0:
-                            m = _ctx(buf, p, o1, o2, o3, o4, table, levels)
-                        if not coded[m]:
-                            if constant[m] < 0:
-                                return EMPTY_MODEL
-                            buf[p] = constant[m]
-                            continue
-                        slot = x & (TOTAL - 1)
-                        s = 0
-                        while cum[m, s + 1] <= slot:
-                            s += 1
-                        x = freq[m, s] * (x >> PREC) + slot - cum[m, s]
-                        while x < RANS_L:
-                            if pos >= n_data:
-                                return TRUNCATED
-                            x = (x << 8) | np.int64(data[pos])
-                            pos += 1
-                        buf[p] = s
-    if x != RANS_L or pos != n_data:
+    for at in range(4):
+        x = (x << 8) | np.int64(data[at])
+    at = 4
+    for n in range(len(pos)):
+        p = pos[n]
+        m = _model(buf, p, group[n], offs, table, levels, coarse_model)
+        if not coded[m]:
+            if constant[m] < 0:
+                return EMPTY_MODEL
+            buf[p] = constant[m]
+            continue
+        slot = x & (TOTAL - 1)
+        s = 0
+        while cum[m, s + 1] <= slot:
+            s += 1
+        x = freq[m, s] * (x >> PREC) + slot - cum[m, s]
+        while x < RANS_L:
+            if at >= n_data:
+                return TRUNCATED
+            x = (x << 8) | np.int64(data[at])
+            at += 1
+        buf[p] = s
+    if x != RANS_L or at != n_data:
         return TRAILING
     return OK
 
 
-def _padded(shape: tuple[int, int, int]) -> tuple[np.ndarray, int, int]:
-    """``(buffer, pad, depth)``: the zero working array of a ``(C, H, W)`` tensor."""
+@functools.lru_cache(maxsize=32)
+def _layout(shape: tuple[int, int, int]) -> tuple[int, tuple[np.ndarray, ...]]:
+    """``(pad, (pos, group, offs))``: the border and the :func:`_order` of a ``(C, H, W)``
+    tensor, computed once per shape (read-only)."""
     c, h, w = shape
     depth = pyramid_depth(h, w)
     pad = padding(depth)
-    return np.zeros((c, h + 2 * pad, w + 2 * pad), np.uint8), pad, depth
+    if c * (h + 2 * pad) * (w + 2 * pad) >= 2**31:
+        raise ValueError(f"a {c}x{h}x{w} tensor is too large for the context coder")
+    order = _order(c, h, w, pad, depth)
+    for a in order:
+        a.flags.writeable = False
+    return pad, order
+
+
+def _padded(shape: tuple[int, int, int]) -> tuple[np.ndarray, int, tuple[np.ndarray, ...]]:
+    """``(buffer, pad, order)``: the zero working array of a ``(C, H, W)`` tensor, its
+    border and its :func:`_layout` order."""
+    c, h, w = shape
+    pad, order = _layout(tuple(int(n) for n in shape))
+    return np.zeros((c, h + 2 * pad, w + 2 * pad), np.uint8), pad, order
 
 
 def walk(symbols: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -286,12 +310,11 @@ def walk(symbols: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
     n, k = symbols.size, num_contexts(levels)
     keys = np.empty(n, np.int32)
     counts = np.zeros((k + 1) * levels, np.int64)
-    buf, pad, depth = _padded(symbols.shape)
+    buf, pad, order = _padded(symbols.shape)
     buf[:, pad: pad + h, pad: pad + w] = symbols
-    written = _walk(buf.ravel(), c, h, w, pad, depth, context_table(levels), levels, k, keys,
-                    counts)
-    if written != n:  # pragma: no cover - a bug in the walk, not bad input
-        raise AssertionError(f"lattice walk visited {written} of {n} positions")
+    if len(order[0]) != n:  # pragma: no cover - a bug in the order, not bad input
+        raise AssertionError(f"lattice order visits {len(order[0])} of {n} positions")
+    _walk(buf.ravel(), *order, context_table(levels), levels, k, keys, counts)
     return keys, counts.reshape(k + 1, levels)
 
 
@@ -330,8 +353,8 @@ def decode(data: bytes, shape: tuple[int, int, int], levels: int, freq: np.ndarr
     coded = nonzero >= 2
     constant = np.where(nonzero == 1, np.argmax(freq > 0, axis=1), -1).astype(np.int64)
     c, h, w = shape
-    buf, pad, depth = _padded(shape)
-    status = _decode(np.frombuffer(data, np.uint8), buf.ravel(), c, h, w, pad, depth,
+    buf, pad, order = _padded(shape)
+    status = _decode(np.frombuffer(data, np.uint8), buf.ravel(), *order,
                      context_table(levels), levels, freq, cumulative(freq), coded, constant,
                      num_contexts(levels))
     return np.ascontiguousarray(buf[:, pad: pad + h, pad: pad + w]), status
