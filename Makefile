@@ -14,7 +14,7 @@ TORCH_PIN := torch==2.14.1 torchvision==0.29.1
         reproduce-cpu-longft-frquiet-kdall reproduce-cpu-longft-frquiet-kd-half \
         reproduce-cpu-longft-frquiet-kd-half-tern reproduce-cpu-longft-frquiet-kd-half-tern-seeds \
         reproduce-cpu-longft-frquiet-kd-half-tern-lr3 reproduce-cpu-longft-frquiet-kd-half-tern-3seeds \
-        reproduce-cpu-longft-frquiet-kd-half-tern-fresh \
+        reproduce-cpu-longft-frquiet-kd-half-tern-fresh reproduce-cpu-longft-frquiet-kd-half-tern-qat6 \
         reproduce-cpu-longft-frquiet-kd-half-seeds
 
 venv: $(VENV)/.installed
@@ -195,6 +195,11 @@ reproduce-cpu-longft-frquiet-kd-half-tern-3seeds: venv
 # crops (the baselines are -tern-3seeds's)
 reproduce-cpu-longft-frquiet-kd-half-tern-fresh: venv
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-tern-fresh.yaml --no-progress
+
+# seed 2's ternary cells with six QAT epochs instead of three (trains seed 2's baseline and
+# every stage; the stages before QAT are configured as -tern-fresh's)
+reproduce-cpu-longft-frquiet-kd-half-tern-qat6: venv
+	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-tern-qat6.yaml --no-progress
 
 # the ternary cells of both seeds with QAT at lr 0.003: every network before QAT is linked
 # from the -tern and -tern-seeds runs (run those first), so only the QAT stages train
