@@ -4,6 +4,9 @@ tensor quantised to a grid as the codec would (or float32).
 
     python scripts/confidence.py STAGE [STAGE ...] --grid uint2l3 --out confidence.json
 
+``--checkpoint last`` measures the network of the stage's last epoch (``last.pt``) instead
+of the one its validation accuracy picked (``best.pt``, what every other command deploys).
+
 Each STAGE is a stage folder (``runs/<method>/<run>/<point>/<stage>``); its network runs on
 its baseline's whole test split (eval transforms). Written for the ternary-QAT study in
 docs/reproduction.md; it reads the same stage folders as ``aecnn reproduce``.
@@ -23,15 +26,19 @@ from aecnn.compression.quantize import QuantSpec
 from aecnn.errors import AecnnError
 from aecnn.evaluation.reproduce import requantize
 from aecnn.runtime.variant import Variant, meta_from_stage, train_split_of
+from aecnn.training.checkpoint import load_checkpoint
 
 CONFIDENT = 0.9
 
 
 @torch.inference_mode()
-def confidence(stage: Path, grid: str) -> dict:
+def confidence(stage: Path, grid: str, checkpoint: str = "best") -> dict:
     """Top-1 (%), mean cross-entropy (nats) and confidently wrong share (%) of ``stage``'s
-    network on its test split, the split tensor ``(B, K, H, W)`` through ``grid``."""
+    network (its ``best.pt`` or ``last.pt``) on its test split, the split tensor
+    ``(B, K, H, W)`` through ``grid``."""
     meta, state = meta_from_stage(stage)
+    if checkpoint != "best":
+        state = load_checkpoint(stage / f"{checkpoint}.pt", ("model",))["model"]
     var = Variant(meta)
     var.load_state_dict(state)
     var.eval()
@@ -49,8 +56,9 @@ def confidence(stage: Path, grid: str) -> dict:
         correct += int((cls == y).sum())
         wrong_sure += int(((cls != y) & (top >= CONFIDENT)).sum())
         nll -= float(p[torch.arange(len(y)), y].clamp_min(1e-12).log().sum())
-    return {"stage": str(stage), "grid": grid, "images": n, "top1": 100.0 * correct / n,
-            "nll": nll / n, "confidently_wrong": 100.0 * wrong_sure / n}
+    return {"stage": str(stage), "checkpoint": checkpoint, "grid": grid, "images": n,
+            "top1": 100.0 * correct / n, "nll": nll / n,
+            "confidently_wrong": 100.0 * wrong_sure / n}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,13 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("stages", nargs="+", type=Path)
     ap.add_argument("--grid", action="append", default=None,
                     help="float32 or an integer grid (repeatable; default float32)")
+    ap.add_argument("--checkpoint", choices=["best", "last"], default="best",
+                    help="the validation-picked network (best) or the last epoch's")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     rows = []
     try:
         for stage in args.stages:
             for grid in args.grid or ["float32"]:
-                rows.append(confidence(stage, grid))
+                rows.append(confidence(stage, grid, args.checkpoint))
                 r = rows[-1]
                 print(f"{stage}  {grid}: top-1 {r['top1']:.2f} %, NLL {r['nll']:.3f}, "
                       f"confidently wrong {r['confidently_wrong']:.2f} %")
