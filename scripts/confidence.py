@@ -15,7 +15,7 @@ docs/reproduction.md; it reads the same stage folders as ``aecnn reproduce``.
 from __future__ import annotations
 
 import argparse
-import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from tqdm import tqdm
 from aecnn.compression.quantize import QuantSpec
 from aecnn.errors import AecnnError
 from aecnn.evaluation.reproduce import requantize
+from aecnn.records import write_record
 from aecnn.runtime.variant import Variant, meta_from_stage, train_split_of
 from aecnn.training.checkpoint import load_checkpoint
 
@@ -81,9 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     except AecnnError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"command": " ".join(["python", *sys.argv]),
-                                    "confident": CONFIDENT, "rows": rows}, indent=1))
+    write_record(args.out, {"command": shlex.join(["python", *sys.argv]),
+                            "confident": CONFIDENT, "rows": rows})
     return 0
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import torch
 from aecnn.compression.quantize import QuantSpec
 from aecnn.errors import AecnnError
 from aecnn.evaluation.reproduce import requantize
+from aecnn.records import write_record
 from aecnn.runtime.variant import Variant, meta_from_stage
 from aecnn.training.baseline import baseline_split
 from aecnn.training.checkpoint import load_checkpoint
@@ -97,9 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     except AecnnError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"command": " ".join(["python", *sys.argv]),
-                                    "rows": rows}, indent=1) + "\n")
+    write_record(args.out, {"command": shlex.join(["python", *sys.argv]), "rows": rows})
     return 0
 
 
