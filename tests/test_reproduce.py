@@ -567,3 +567,38 @@ def test_the_documented_confidence_table_is_its_record():
                                 "uint2l3")):
         row = f"| {label} | {cells['2', stage, grid]} | {cells['3', stage, grid]} |"
         assert row in doc, row
+
+
+def test_the_documented_six_epoch_qat_table_is_its_records():
+    """docs/reproduction.md's `-tern-qat6` table (three against six ternary QAT epochs on
+    seed 2) holds the numbers of the committed measurement records, epoch histories and
+    scripts/confidence.py records, none typed by hand."""
+    root = Path(__file__).resolve().parents[1]
+    res = root / "results" / "reproduction"
+    qat6 = res / "cpu-longft-frquiet-kd-half-tern-qat6"
+
+    def measured(scale: str, name: str) -> dict:
+        return json.loads((res / scale / "measure" / "seed2" / f"{name}.json").read_text())
+
+    base = measured("cpu-longft-frquiet-kd-half-tern-qat6", "baseline")["test_top1"]
+
+    def acc(rec: dict) -> str:
+        return f"{rec['test_top1']:.2f} ({rec['test_top1'] - base:+.2f})".replace("-", "−")
+
+    doc = (root / "docs" / "reproduction.md").read_text().replace("**", "")
+    for label, name, grid, short in (
+            ("AECNN (pool 2) + `uint2l3@p90`", "aecnn_qat-stem-aecnn-q2l3p90-x8", "uint2l3@p90",
+             "aecnn"),
+            ("BottleNet++ (stride 2) + `uint2l3`", "bottlenet++_qat-stem-bottlenet-q2l3-x8",
+             "uint2l3", "bottlenet")):
+        three = measured("cpu-longft-frquiet-kd-half-tern-fresh", name)
+        six = measured("cpu-longft-frquiet-kd-half-tern-qat6", name)
+        b3, b6 = (r["codec"][grid]["bytes_per_image"] for r in (three, six))
+        history = json.loads((qat6 / f"qat-history-{short}.json").read_text())["history"]
+        vals = [e["val_top1"] for e in history]
+        last = json.loads((qat6 / f"confidence-{short}-last.json").read_text())["rows"][0]
+        assert last["checkpoint"] == "last" and last["grid"] == grid
+        row = (f"| {label} | {acc(three)} | {acc(six)} | {b3:.1f} → {b6:.1f} | "
+               f"{4 * six['split_elements'] / b6:,.0f} | {vals.index(max(vals)) + 1} of "
+               f"{len(vals)} | {last['top1']:.2f} |")
+        assert row in doc, row
