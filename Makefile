@@ -15,6 +15,7 @@ TORCH_PIN := torch==2.14.1 torchvision==0.29.1
         reproduce-cpu-longft-frquiet-kd-half-tern reproduce-cpu-longft-frquiet-kd-half-tern-seeds \
         reproduce-cpu-longft-frquiet-kd-half-tern-lr3 reproduce-cpu-longft-frquiet-kd-half-tern-3seeds \
         reproduce-cpu-longft-frquiet-kd-half-tern-fresh reproduce-cpu-longft-frquiet-kd-half-tern-qat6 \
+        reproduce-cpu-longft-frquiet-kd-half-tern-qat6-noclip \
         reproduce-cpu-longft-frquiet-kd-half-seeds
 
 venv: $(VENV)/.installed
@@ -200,6 +201,12 @@ reproduce-cpu-longft-frquiet-kd-half-tern-fresh: venv
 # every stage; the stages before QAT are configured as -tern-fresh's)
 reproduce-cpu-longft-frquiet-kd-half-tern-qat6: venv
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-tern-qat6.yaml --no-progress
+
+# seed 2's AECNN (pool 2) of -tern-qat6 through the unclipped ternary grid (run -tern-qat6
+# first: AECNN's stages before QAT are linked from it, BottleNet++'s are its own)
+reproduce-cpu-longft-frquiet-kd-half-tern-qat6-noclip: venv
+	$(call link_shared,$(RATE_AECNN),resnet50_cpu64_longft_frquiet_kd_half_tern_qat6-seed2,resnet50_cpu64_longft_frquiet_kd_half_tern_qat6_noclip-seed2)
+	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-tern-qat6-noclip.yaml --no-progress
 
 # the ternary cells of both seeds with QAT at lr 0.003: every network before QAT is linked
 # from the -tern and -tern-seeds runs (run those first), so only the QAT stages train
