@@ -27,7 +27,6 @@ from aecnn.errors import AecnnError
 from aecnn.evaluation.reproduce import requantize
 from aecnn.records import write_record
 from aecnn.runtime.variant import Variant, meta_from_stage, train_split_of
-from aecnn.training.checkpoint import load_checkpoint
 
 CONFIDENT = 0.9
 
@@ -37,9 +36,7 @@ def confidence(stage: Path, grid: str, checkpoint: str = "best") -> dict:
     """Top-1 (%), mean cross-entropy (nats) and confidently wrong share (%) of ``stage``'s
     network (its ``best.pt`` or ``last.pt``) on its test split, the split tensor
     ``(B, K, H, W)`` through ``grid``."""
-    meta, state = meta_from_stage(stage)
-    if checkpoint != "best":
-        state = load_checkpoint(stage / f"{checkpoint}.pt", ("model",))["model"]
+    meta, state = meta_from_stage(stage, checkpoint=checkpoint)
     var = Variant(meta)
     var.load_state_dict(state)
     var.eval()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -141,6 +142,23 @@ def test_all_stages_kill_and_resume(caltech_root, tmp_path, capsys):
         with torch.inference_mode():
             z = v.head(torch.rand(1, 3, 32, 32))
             assert z.shape == (1, 8, 4, 4) and v.bridge(z).shape == (1, 64, 8, 8)
+    # `checkpoint="last"` deploys the last epoch's weights (last.pt), not validation's pick
+    from aecnn.runtime.variant import VariantError
+    from aecnn.training.checkpoint import load_checkpoint, save_checkpoint
+
+    moved = tmp_path / "last-epoch" / "aecnn-q2-x8"
+    shutil.copytree(half / "stem" / "aecnn-q2-x8", moved)
+    ckpt = load_checkpoint(moved / "last.pt")
+    ckpt["model"] = {k: v + 1 if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    save_checkpoint(moved / "last.pt", ckpt)
+    (_, best), (meta_last, last) = (meta_from_stage(moved, checkpoint=c) for c in ("best", "last"))
+    original = meta_from_stage(half / "stem" / "aecnn-q2-x8")[0]
+    assert dataclasses.replace(meta_last, source=original.source) == original
+    assert all(torch.equal(last[k], ckpt["model"][k]) for k in last)
+    assert not all(torch.equal(best[k], last[k]) for k in last)
+    with pytest.raises(VariantError, match="'best' or 'last'"):
+        meta_from_stage(moved, checkpoint="final")
+
     capsys.readouterr()
     assert main([a.replace("ratios=[2, 8]", "ratios=[8]") for a in half_args]) == 2
     assert "spatial=True (asked False)" in capsys.readouterr().err

@@ -231,15 +231,21 @@ def _qat_spec(rec: dict) -> QuantSpec:
     return QuantSpec(DType.UINT, int(rec["qat_bits"]), clip=float(rec.get("qat_clip", 1.0)))
 
 
-def meta_from_stage(folder: str | Path, name: str | None = None) -> tuple[VariantMeta, dict]:
+def meta_from_stage(folder: str | Path, name: str | None = None, checkpoint: str = "best"
+                    ) -> tuple[VariantMeta, dict]:
     """Variant metadata and weights of a finished Algorithm 1 or BottleNet++ stage folder
-    (``pruned-xV`` -> zerofill, ``aecnn-xV*`` -> fr, ``bottlenet*`` -> bottlenet)."""
+    (``pruned-xV`` -> zerofill, ``aecnn-xV*`` -> fr, ``bottlenet*`` -> bottlenet).
+
+    ``checkpoint`` names the weights: ``best`` (``best.pt``, the network validation picked and
+    the one every command deploys) or ``last`` (``last.pt``, the last epoch's)."""
     from aecnn.training.checkpoint import load_checkpoint
 
+    if checkpoint not in ("best", "last"):
+        raise VariantError(f"checkpoint must be 'best' or 'last', not {checkpoint!r}")
     folder = Path(folder)
     rec = _record(folder)
     try:
-        ckpt = load_checkpoint(folder / "best.pt", ("model", "classes", "model_name"))
+        ckpt = load_checkpoint(folder / f"{checkpoint}.pt", ("model", "classes", "model_name"))
     except CheckpointError as exc:
         raise VariantError(str(exc)) from None
     stage = str(rec.get("stage", ""))
