@@ -16,6 +16,7 @@ TORCH_PIN := torch==2.14.1 torchvision==0.29.1
         reproduce-cpu-longft-frquiet-kd-half-tern-lr3 reproduce-cpu-longft-frquiet-kd-half-tern-3seeds \
         reproduce-cpu-longft-frquiet-kd-half-tern-fresh reproduce-cpu-longft-frquiet-kd-half-tern-qat6 \
         reproduce-cpu-longft-frquiet-kd-half-tern-qat6-noclip \
+        reproduce-cpu-longft-frquiet-kd-half-tern-qat6-p97 \
         reproduce-cpu-longft-frquiet-kd-half-seeds
 
 venv: $(VENV)/.installed
@@ -207,6 +208,13 @@ reproduce-cpu-longft-frquiet-kd-half-tern-qat6: venv
 reproduce-cpu-longft-frquiet-kd-half-tern-qat6-noclip: venv
 	$(call link_shared,$(RATE_AECNN),resnet50_cpu64_longft_frquiet_kd_half_tern_qat6-seed2,resnet50_cpu64_longft_frquiet_kd_half_tern_qat6_noclip-seed2)
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-tern-qat6-noclip.yaml --no-progress
+
+# seeds 2 and 3's AECNN (pool 2) of -tern-qat6 through the ternary grid clipped at p97 (run
+# -tern-qat6 first: AECNN's stages before QAT are linked from it, BottleNet++'s are its own)
+reproduce-cpu-longft-frquiet-kd-half-tern-qat6-p97: venv
+	$(call link_shared,$(RATE_AECNN),resnet50_cpu64_longft_frquiet_kd_half_tern_qat6-seed2,resnet50_cpu64_longft_frquiet_kd_half_tern_qat6_p97-seed2)
+	$(call link_shared,$(RATE_AECNN),resnet50_cpu64_longft_frquiet_kd_half_tern_qat6-seed3,resnet50_cpu64_longft_frquiet_kd_half_tern_qat6_p97-seed3)
+	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-tern-qat6-p97.yaml --no-progress
 
 # the ternary cells of both seeds with QAT at lr 0.003: every network before QAT is linked
 # from the -tern and -tern-seeds runs (run those first), so only the QAT stages train

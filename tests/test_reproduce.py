@@ -571,34 +571,101 @@ def test_the_documented_confidence_table_is_its_record():
 
 def test_the_documented_six_epoch_qat_table_is_its_records():
     """docs/reproduction.md's `-tern-qat6` table (three against six ternary QAT epochs on
-    seed 2) holds the numbers of the committed measurement records, epoch histories and
-    scripts/confidence.py records, none typed by hand."""
+    seeds 2 and 3) holds the numbers of the committed measurement records, epoch histories,
+    scripts/confidence.py records and table1.md, none typed by hand."""
     root = Path(__file__).resolve().parents[1]
     res = root / "results" / "reproduction"
     qat6 = res / "cpu-longft-frquiet-kd-half-tern-qat6"
 
-    def measured(scale: str, name: str) -> dict:
-        return json.loads((res / scale / "measure" / "seed2" / f"{name}.json").read_text())
-
-    base = measured("cpu-longft-frquiet-kd-half-tern-qat6", "baseline")["test_top1"]
-
-    def acc(rec: dict) -> str:
-        return f"{rec['test_top1']:.2f} ({rec['test_top1'] - base:+.2f})".replace("-", "−")
+    def measured(scale: str, name: str, seed: int) -> dict:
+        return json.loads((res / scale / "measure" / f"seed{seed}" / f"{name}.json")
+                          .read_text())
 
     doc = (root / "docs" / "reproduction.md").read_text().replace("**", "")
-    for label, name, grid, short in (
-            ("AECNN (pool 2) + `uint2l3@p90`", "aecnn_qat-stem-aecnn-q2l3p90-x8", "uint2l3@p90",
-             "aecnn"),
-            ("BottleNet++ (stride 2) + `uint2l3`", "bottlenet++_qat-stem-bottlenet-q2l3-x8",
-             "uint2l3", "bottlenet")):
-        three = measured("cpu-longft-frquiet-kd-half-tern-fresh", name)
-        six = measured("cpu-longft-frquiet-kd-half-tern-qat6", name)
-        b3, b6 = (r["codec"][grid]["bytes_per_image"] for r in (three, six))
-        history = json.loads((qat6 / f"qat-history-{short}.json").read_text())["history"]
-        vals = [e["val_top1"] for e in history]
-        last = json.loads((qat6 / f"confidence-{short}-last.json").read_text())["rows"][0]
-        assert last["checkpoint"] == "last" and last["grid"] == grid
-        row = (f"| {label} | {acc(three)} | {acc(six)} | {b3:.1f} → {b6:.1f} | "
-               f"{4 * six['split_elements'] / b6:,.0f} | {vals.index(max(vals)) + 1} of "
-               f"{len(vals)} | {last['top1']:.2f} |")
+    for seed in (2, 3):
+        suffix = "" if seed == 2 else f"-seed{seed}"  # seed 2's files were written first
+        base = measured("cpu-longft-frquiet-kd-half-tern-qat6", "baseline", seed)["test_top1"]
+
+        def acc(rec: dict, base: float = base) -> str:
+            return f"{rec['test_top1']:.2f} ({rec['test_top1'] - base:+.2f})".replace("-", "−")
+
+        for label, name, grid, short in (
+                ("AECNN (pool 2) + `uint2l3@p90`", "aecnn_qat-stem-aecnn-q2l3p90-x8",
+                 "uint2l3@p90", "aecnn"),
+                ("BottleNet++ (stride 2) + `uint2l3`", "bottlenet++_qat-stem-bottlenet-q2l3-x8",
+                 "uint2l3", "bottlenet")):
+            three = measured("cpu-longft-frquiet-kd-half-tern-fresh", name, seed)
+            six = measured("cpu-longft-frquiet-kd-half-tern-qat6", name, seed)
+            b3, b6 = (r["codec"][grid]["bytes_per_image"] for r in (three, six))
+            history = json.loads((qat6 / f"qat-history-{short}{suffix}.json").read_text())
+            vals = [e["val_top1"] for e in history["history"]]
+            last = json.loads((qat6 / f"confidence-{short}-last{suffix}.json")
+                              .read_text())["rows"][0]
+            assert last["checkpoint"] == "last" and last["grid"] == grid
+            assert f"-seed{seed}/" in last["stage"]
+            row = (f"| {seed} ({base:.2f} %) | {label} | {acc(three)} | {acc(six)} | "
+                   f"{b3:.1f} → {b6:.1f} | {4 * six['split_elements'] / b6:,.0f} | "
+                   f"{vals.index(max(vals)) + 1} of {len(vals)} | {last['top1']:.2f} |")
+            assert row in doc, row
+    # the two-seed mean rows are table1.md's check on all test images
+    table = (qat6 / "table1.md").read_text()
+    assert "Seeds: [2, 3]" in table
+    for method, grid, cell in (("AECNN (pool 2)", "uint2l3@p90", "59.45 ± 0.24 (−3.31) | 68 | 960"),
+                               ("BottleNet++ (stride 2)", "uint2l3",
+                                "59.91 ± 1.30 (−2.85) | 61 | 1,069")):
+        acc_drop, nbytes, ratio = cell.split(" | ")
+        assert (f"| {method} @ stem | 32 | {grid} | " in table
+                and f"| {acc_drop.replace('−', '-')} | {nbytes} |" in table)
+        assert f"{ratio.replace(',', '')}x (V=32, {grid}, {acc_drop.split(' (')[0]} %" in table
+        assert f"| mean of seeds 2, 3 (62.76 %) | {method} + `{grid}` | | {cell} |" in doc
+
+
+def test_the_documented_clip_sweep_is_its_records():
+    """docs/reproduction.md's clip-percentile sweep (seed 2's float AECNN through ternary grids
+    clipped at p90 ... none, before QAT) holds the numbers of the committed
+    scripts/confidence.py and `aecnn bench prior` records, none typed by hand."""
+    root = Path(__file__).resolve().parents[1]
+    sweep = (root / "results" / "reproduction" / "cpu-longft-frquiet-kd-half-tern-qat6"
+             / "clip-sweep-seed2")
+    rows = json.loads((sweep / "confidence.json").read_text())["rows"]
+    assert [r["grid"] for r in rows] == [*(f"uint2l3@p{p}" for p in (90, 93, 95, 97, 98, 99)),
+                                         "uint2l3"]
+    doc = (root / "docs" / "reproduction.md").read_text()
+    for r in rows:
+        rec = json.loads((sweep / f"prior-{r['grid'].replace('@', '-')}" / "prior.json")
+                         .read_text())
+        fit = rec["fitting"]
+        assert fit["grid"] == r["grid"] and fit["test_images"] == r["images"] == 1736
+        assert rec["stage"] == r["stage"]  # the same network in both records
+        (prior,) = fit["priors"]
+        assert prior["model"] == "raster" and prior["images"] == 6073
+        row = (f"| `{r['grid']}` | {r['top1']:.2f} | {prior['bytes']:.1f} | "
+               f"{fit['split_float32_bytes'] / prior['bytes']:,.0f} |")
         assert row in doc, row
+
+
+def test_the_documented_p97_clip_table_is_its_records():
+    """docs/reproduction.md's p90-against-p97 table (seeds 2 and 3, six ternary QAT epochs)
+    holds the numbers of the committed measurement and `aecnn bench prior` records."""
+    root = Path(__file__).resolve().parents[1]
+    res = root / "results" / "reproduction"
+    doc = (root / "docs" / "reproduction.md").read_text()
+    for seed in (2, 3):
+        for scale, grid, tag in (("cpu-longft-frquiet-kd-half-tern-qat6", "uint2l3@p90", ""),
+                                 ("cpu-longft-frquiet-kd-half-tern-qat6-p97", "uint2l3@p97",
+                                  "-p97")):
+            m = res / scale / "measure" / f"seed{seed}"
+            base = json.loads((m / "baseline.json").read_text())["test_top1"]
+            rec = json.loads((m / f"aecnn_qat-stem-aecnn-q2l3{grid[-3:]}-x8.json").read_text())
+            fit = json.loads((root / "results" / "codec"
+                              / f"prior-models-aecnn512-tern-qat6{tag}-seed{seed}"
+                              / "prior.json").read_text())["fitting"]
+            assert fit["grid"] == grid and fit["test_images"] == 1736
+            (every,) = [p["bytes"] for p in fit["priors"]
+                        if p["model"] == "raster" and p["images"] == 6073]
+            first = rec["codec"][grid]["bytes_per_image"]
+            full = 4 * rec["split_elements"]
+            acc = f"{rec['test_top1']:.2f} ({rec['test_top1'] - base:+.2f})".replace("-", "−")
+            row = (f"| {seed} | `{grid}` | {acc} | {first:.1f} | {full / first:,.0f} | "
+                   f"{every:.1f} ({full / every:,.0f}) |")
+            assert row in doc, row
