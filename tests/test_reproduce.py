@@ -569,33 +569,36 @@ def test_the_documented_confidence_table_is_its_record():
         assert row in doc, row
 
 
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "reproduction"
+
+
+def _measured(scale: str, seed: int, name: str) -> dict:
+    """One committed `aecnn reproduce` measurement record of ``scale``."""
+    return json.loads((RESULTS / scale / "measure" / f"seed{seed}" / f"{name}.json").read_text())
+
+
+def _top1_and_drop(rec: dict, base: float) -> str:
+    """A record's test top-1 and its drop from ``base`` as docs/reproduction.md writes them."""
+    return f"{rec['test_top1']:.2f} ({rec['test_top1'] - base:+.2f})".replace("-", "−")
+
+
 def test_the_documented_six_epoch_qat_table_is_its_records():
     """docs/reproduction.md's `-tern-qat6` table (three against six ternary QAT epochs on
     seeds 2 and 3) holds the numbers of the committed measurement records, epoch histories,
     scripts/confidence.py records and table1.md, none typed by hand."""
     root = Path(__file__).resolve().parents[1]
-    res = root / "results" / "reproduction"
-    qat6 = res / "cpu-longft-frquiet-kd-half-tern-qat6"
-
-    def measured(scale: str, name: str, seed: int) -> dict:
-        return json.loads((res / scale / "measure" / f"seed{seed}" / f"{name}.json")
-                          .read_text())
-
+    qat6 = RESULTS / "cpu-longft-frquiet-kd-half-tern-qat6"
     doc = (root / "docs" / "reproduction.md").read_text().replace("**", "")
     for seed in (2, 3):
         suffix = "" if seed == 2 else f"-seed{seed}"  # seed 2's files were written first
-        base = measured("cpu-longft-frquiet-kd-half-tern-qat6", "baseline", seed)["test_top1"]
-
-        def acc(rec: dict, base: float = base) -> str:
-            return f"{rec['test_top1']:.2f} ({rec['test_top1'] - base:+.2f})".replace("-", "−")
-
+        base = _measured("cpu-longft-frquiet-kd-half-tern-qat6", seed, "baseline")["test_top1"]
         for label, name, grid, short in (
                 ("AECNN (pool 2) + `uint2l3@p90`", "aecnn_qat-stem-aecnn-q2l3p90-x8",
                  "uint2l3@p90", "aecnn"),
                 ("BottleNet++ (stride 2) + `uint2l3`", "bottlenet++_qat-stem-bottlenet-q2l3-x8",
                  "uint2l3", "bottlenet")):
-            three = measured("cpu-longft-frquiet-kd-half-tern-fresh", name, seed)
-            six = measured("cpu-longft-frquiet-kd-half-tern-qat6", name, seed)
+            three = _measured("cpu-longft-frquiet-kd-half-tern-fresh", seed, name)
+            six = _measured("cpu-longft-frquiet-kd-half-tern-qat6", seed, name)
             b3, b6 = (r["codec"][grid]["bytes_per_image"] for r in (three, six))
             history = json.loads((qat6 / f"qat-history-{short}{suffix}.json").read_text())
             vals = [e["val_top1"] for e in history["history"]]
@@ -603,7 +606,8 @@ def test_the_documented_six_epoch_qat_table_is_its_records():
                               .read_text())["rows"][0]
             assert last["checkpoint"] == "last" and last["grid"] == grid
             assert f"-seed{seed}/" in last["stage"]
-            row = (f"| {seed} ({base:.2f} %) | {label} | {acc(three)} | {acc(six)} | "
+            row = (f"| {seed} ({base:.2f} %) | {label} | {_top1_and_drop(three, base)} | "
+                   f"{_top1_and_drop(six, base)} | "
                    f"{b3:.1f} → {b6:.1f} | {4 * six['split_elements'] / b6:,.0f} | "
                    f"{vals.index(max(vals)) + 1} of {len(vals)} | {last['top1']:.2f} |")
             assert row in doc, row
@@ -648,15 +652,13 @@ def test_the_documented_p97_clip_table_is_its_records():
     """docs/reproduction.md's p90-against-p97 table (seeds 2 and 3, six ternary QAT epochs)
     holds the numbers of the committed measurement and `aecnn bench prior` records."""
     root = Path(__file__).resolve().parents[1]
-    res = root / "results" / "reproduction"
     doc = (root / "docs" / "reproduction.md").read_text()
     for seed in (2, 3):
         for scale, grid, tag in (("cpu-longft-frquiet-kd-half-tern-qat6", "uint2l3@p90", ""),
                                  ("cpu-longft-frquiet-kd-half-tern-qat6-p97", "uint2l3@p97",
                                   "-p97")):
-            m = res / scale / "measure" / f"seed{seed}"
-            base = json.loads((m / "baseline.json").read_text())["test_top1"]
-            rec = json.loads((m / f"aecnn_qat-stem-aecnn-q2l3{grid[-3:]}-x8.json").read_text())
+            base = _measured(scale, seed, "baseline")["test_top1"]
+            rec = _measured(scale, seed, f"aecnn_qat-stem-aecnn-q2l3{grid[-3:]}-x8")
             fit = json.loads((root / "results" / "codec"
                               / f"prior-models-aecnn512-tern-qat6{tag}-seed{seed}"
                               / "prior.json").read_text())["fitting"]
@@ -665,7 +667,7 @@ def test_the_documented_p97_clip_table_is_its_records():
                         if p["model"] == "raster" and p["images"] == 6073]
             first = rec["codec"][grid]["bytes_per_image"]
             full = 4 * rec["split_elements"]
-            acc = f"{rec['test_top1']:.2f} ({rec['test_top1'] - base:+.2f})".replace("-", "−")
-            row = (f"| {seed} | `{grid}` | {acc} | {first:.1f} | {full / first:,.0f} | "
+            row = (f"| {seed} | `{grid}` | {_top1_and_drop(rec, base)} | {first:.1f} | "
+                   f"{full / first:,.0f} | "
                    f"{every:.1f} ({full / every:,.0f}) |")
             assert row in doc, row
