@@ -624,6 +624,26 @@ def test_the_documented_six_epoch_qat_table_is_its_records():
         assert f"| mean of seeds 2, 3 (62.76 %) | {method} + `{grid}` | | {cell} |" in doc
 
 
+def test_the_documented_six_epoch_qat_histories_are_their_records():
+    """docs/reproduction.md's per-epoch training / validation top-1 of the `-tern-qat6` QAT
+    stages are the committed epoch histories, the epoch validation picked in bold."""
+    qat6 = RESULTS / "cpu-longft-frquiet-kd-half-tern-qat6"
+    doc = (RESULTS.parents[1] / "docs" / "reproduction.md").read_text()
+    for seed in (2, 3):
+        suffix = "" if seed == 2 else f"-seed{seed}"  # seed 2's files were written first
+        for label, short in (("AECNN", "aecnn"), ("BottleNet++", "bottlenet")):
+            epochs = json.loads((qat6 / f"qat-history-{short}{suffix}.json")
+                                .read_text())["history"]
+            assert [e["epoch"] for e in epochs] == list(range(1, 7))
+            vals = [e["val_top1"] for e in epochs]
+            picked = vals.index(max(vals))
+            cells = [f"{e['train_top1']:.1f} / "
+                     + (f"**{e['val_top1']:.1f}**" if i == picked else f"{e['val_top1']:.1f}")
+                     for i, e in enumerate(epochs)]
+            row = f"| {label}, seed {seed} | {' | '.join(cells)} |"
+            assert row in doc, row
+
+
 def test_the_documented_clip_sweep_is_its_records():
     """docs/reproduction.md's clip-percentile sweep (seed 2's float AECNN through ternary grids
     clipped at p90 ... none, before QAT) holds the numbers of the committed
