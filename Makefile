@@ -198,8 +198,8 @@ reproduce-cpu-longft-frquiet-kd-half-tern-3seeds: venv
 reproduce-cpu-longft-frquiet-kd-half-tern-fresh: venv
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-tern-fresh.yaml --no-progress
 
-# seed 2's ternary cells with six QAT epochs instead of three (trains seed 2's baseline and
-# every stage; the stages before QAT are configured as -tern-fresh's)
+# seeds 2, 3 and 4's ternary cells with six QAT epochs instead of three (trains each seed's
+# baseline and every stage; the stages before QAT are configured as -tern-fresh's)
 reproduce-cpu-longft-frquiet-kd-half-tern-qat6: venv
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-tern-qat6.yaml --no-progress
 
@@ -209,11 +209,12 @@ reproduce-cpu-longft-frquiet-kd-half-tern-qat6-noclip: venv
 	$(call link_shared,$(RATE_AECNN),resnet50_cpu64_longft_frquiet_kd_half_tern_qat6-seed2,resnet50_cpu64_longft_frquiet_kd_half_tern_qat6_noclip-seed2)
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-tern-qat6-noclip.yaml --no-progress
 
-# seeds 2 and 3's AECNN (pool 2) of -tern-qat6 through the ternary grid clipped at p97 (run
+# seeds 2, 3 and 4's AECNN (pool 2) of -tern-qat6 through the ternary grid clipped at p97 (run
 # -tern-qat6 first: AECNN's stages before QAT are linked from it, BottleNet++'s are its own)
 reproduce-cpu-longft-frquiet-kd-half-tern-qat6-p97: venv
 	$(call link_shared,$(RATE_AECNN),resnet50_cpu64_longft_frquiet_kd_half_tern_qat6-seed2,resnet50_cpu64_longft_frquiet_kd_half_tern_qat6_p97-seed2)
 	$(call link_shared,$(RATE_AECNN),resnet50_cpu64_longft_frquiet_kd_half_tern_qat6-seed3,resnet50_cpu64_longft_frquiet_kd_half_tern_qat6_p97-seed3)
+	$(call link_shared,$(RATE_AECNN),resnet50_cpu64_longft_frquiet_kd_half_tern_qat6-seed4,resnet50_cpu64_longft_frquiet_kd_half_tern_qat6_p97-seed4)
 	$(VENV)/bin/aecnn reproduce table1 --config configs/reproduce/cpu-longft-frquiet-kd-half-tern-qat6-p97.yaml --no-progress
 
 # the ternary cells of both seeds with QAT at lr 0.003: every network before QAT is linked
