@@ -726,3 +726,39 @@ def test_the_documented_p97_clip_table_is_its_records():
         assert re.search(rf"\| AECNN \(pool 2\) \+ QAT @ stem \|.*{ratio}x \(V=32, {grid}, "
                          rf"[0-9.]+ ± [0-9.]+ %, {drop} down\)", table), (scale, ratio, drop)
     assert "mean is 1,080× at 3.73 down, against 975× at 2.84 with p90" in text
+
+
+def _headline(scale: str, method: str, band: str) -> tuple[dict, list[int]]:
+    """A scale's highest compression within ``band`` points on all test images, from
+    table1.json, and the seeds it is a mean over."""
+    table = json.loads((RESULTS / scale / "table1.json").read_text())
+    return table["headline_all"][f"{method}@stem"][band], table["seeds"]
+
+
+def test_the_documented_targets_at_a_glance_are_their_records():
+    """docs/reproduction.md's *Where the targets stand* table quotes each scale's table1.json:
+    the best point per target and the paired AECNN-minus-BottleNet++ differences."""
+    doc = (RESULTS.parents[1] / "docs" / "reproduction.md").read_text()
+    start = doc.index("## Where the targets stand")
+    glance = doc[start:doc.index("## ", start + 3)]
+    for scale, method, band, grid, seeds in (
+            ("cpu-longft-frquiet-kd-half-seeds", "bottlenet++_qat", "within_3", "uint2", [2, 3]),
+            ("cpu-longft-frquiet", "aecnn_qat", "within_4.5", "uint2@p90", [0, 1, 2]),
+            ("cpu-longft-frquiet-kd-half-tern-qat6", "bottlenet++_qat", "within_3", "uint2l3",
+             [2, 3, 4]),
+            ("cpu-longft-frquiet-kd-half-tern-qat6", "aecnn_qat", "within_3", "uint2l3@p90",
+             [2, 3, 4]),
+            ("cpu-longft-frquiet-kd-half-tern-qat6-p97", "aecnn_qat", "within_4.5",
+             "uint2l3@p97", [2, 3, 4])):
+        best, table_seeds = _headline(scale, method, band)
+        assert best["quant"] == grid and best["n"] == len(seeds) and table_seeds == seeds
+        assert f"{best['compression']:,.0f}× at {best['drop']:.2f} down" in glance, (scale, method)
+        assert f"../results/reproduction/{scale}/table1.md" in glance
+    paired = json.loads((RESULTS / "cpu-longft-frquiet-kd-half-tern-qat6" / "table1.json")
+                        .read_text())["paired"]
+    by_grid = {p["aecnn_grid"]: p for p in paired}
+    for grid, text in (("float32", "+{mean:.2f} ± {std:.2f} points, ahead on {ahead} of {n}"),
+                       ("uint2l3@p90", "{mean:.2f} ± {std:.2f}, ahead on {ahead} of {n}")):
+        p = by_grid[grid]
+        cell = text.format(mean=p["mean"], std=p["std"], ahead=p["aecnn_ahead"], n=p["n"])
+        assert cell.replace("-", "−") in glance, cell
