@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import statistics
 from pathlib import Path
 
@@ -583,15 +582,31 @@ def _top1_and_drop(rec: dict, base: float) -> str:
     return f"{rec['test_top1']:.2f} ({rec['test_top1'] - base:+.2f})".replace("-", "−")
 
 
+QAT6 = RESULTS / "cpu-longft-frquiet-kd-half-tern-qat6"
+
+
+def _qat6_file(kind: str, seed: int) -> dict:
+    """A `-tern-qat6` record beside table1.md (``qat-history-aecnn``, ``confidence-aecnn-last``,
+    ...) of ``seed``; seed 2's files were written first and carry no seed suffix."""
+    return json.loads((QAT6 / f"{kind}{'' if seed == 2 else f'-seed{seed}'}.json").read_text())
+
+
+def _raster_prior(name: str, grid: str) -> tuple[float, dict]:
+    """Bytes per image of results/codec/``name``'s raster prior fitted on all 6,073 training
+    images, over all 1,736 test tensors through ``grid``, and the record's fitting block."""
+    fit = json.loads((RESULTS.parent / "codec" / name / "prior.json").read_text())["fitting"]
+    assert fit["grid"] == grid and fit["test_images"] == 1736
+    (every,) = [p["bytes"] for p in fit["priors"] if p["model"] == "raster" and p["images"] == 6073]
+    return every, fit
+
+
 def test_the_documented_six_epoch_qat_table_is_its_records():
     """docs/reproduction.md's `-tern-qat6` table (three against six ternary QAT epochs on
     seeds 2, 3 and 4) holds the numbers of the committed measurement records, epoch histories,
     scripts/confidence.py records and table1.md, none typed by hand."""
     root = Path(__file__).resolve().parents[1]
-    qat6 = RESULTS / "cpu-longft-frquiet-kd-half-tern-qat6"
     doc = (root / "docs" / "reproduction.md").read_text().replace("**", "")
     for seed in (2, 3, 4):
-        suffix = "" if seed == 2 else f"-seed{seed}"  # seed 2's files were written first
         base = _measured("cpu-longft-frquiet-kd-half-tern-qat6", seed, "baseline")["test_top1"]
         for label, name, grid, short in (
                 ("AECNN (pool 2) + `uint2l3@p90`", "aecnn_qat-stem-aecnn-q2l3p90-x8",
@@ -601,10 +616,8 @@ def test_the_documented_six_epoch_qat_table_is_its_records():
             three = _measured("cpu-longft-frquiet-kd-half-tern-fresh", seed, name)
             six = _measured("cpu-longft-frquiet-kd-half-tern-qat6", seed, name)
             b3, b6 = (r["codec"][grid]["bytes_per_image"] for r in (three, six))
-            history = json.loads((qat6 / f"qat-history-{short}{suffix}.json").read_text())
-            vals = [e["val_top1"] for e in history["history"]]
-            last = json.loads((qat6 / f"confidence-{short}-last{suffix}.json")
-                              .read_text())["rows"][0]
+            vals = [e["val_top1"] for e in _qat6_file(f"qat-history-{short}", seed)["history"]]
+            last = _qat6_file(f"confidence-{short}-last", seed)["rows"][0]
             assert last["checkpoint"] == "last" and last["grid"] == grid
             assert f"-seed{seed}/" in last["stage"]
             row = (f"| {seed} ({base:.2f} %) | {label} | {_top1_and_drop(three, base)} | "
@@ -613,7 +626,7 @@ def test_the_documented_six_epoch_qat_table_is_its_records():
                    f"{vals.index(max(vals)) + 1} of {len(vals)} | {last['top1']:.2f} |")
             assert row in doc, row
     # the three-seed mean rows are table1.md's check on all test images
-    table = (qat6 / "table1.md").read_text()
+    table = (QAT6 / "table1.md").read_text()
     assert "Seeds: [2, 3, 4]" in table
     for method, grid, cell in (("AECNN (pool 2)", "uint2l3@p90", "59.77 ± 0.59 (−2.84) | 67 | 975"),
                                ("BottleNet++ (stride 2)", "uint2l3",
@@ -628,13 +641,10 @@ def test_the_documented_six_epoch_qat_table_is_its_records():
 def test_the_documented_six_epoch_qat_histories_are_their_records():
     """docs/reproduction.md's per-epoch training / validation top-1 of the `-tern-qat6` QAT
     stages are the committed epoch histories, the epoch validation picked in bold."""
-    qat6 = RESULTS / "cpu-longft-frquiet-kd-half-tern-qat6"
     doc = (RESULTS.parents[1] / "docs" / "reproduction.md").read_text()
     for seed in (2, 3, 4):
-        suffix = "" if seed == 2 else f"-seed{seed}"  # seed 2's files were written first
         for label, short in (("AECNN", "aecnn"), ("BottleNet++", "bottlenet")):
-            epochs = json.loads((qat6 / f"qat-history-{short}{suffix}.json")
-                                .read_text())["history"]
+            epochs = _qat6_file(f"qat-history-{short}", seed)["history"]
             assert [e["epoch"] for e in epochs] == list(range(1, 7))
             vals = [e["val_top1"] for e in epochs]
             picked = vals.index(max(vals))
@@ -651,16 +661,10 @@ def test_the_documented_six_epoch_bytes_on_every_test_image_are_their_records():
     2, 3 and 4, are the committed `aecnn bench prior` records."""
     doc = " ".join((RESULTS.parents[1] / "docs" / "reproduction.md").read_text().split())
     for tag, method, grid in (("bn", "BottleNet++", "uint2l3"), ("aecnn", "AECNN", "uint2l3@p90")):
-        sent = []
-        for seed in (2, 3, 4):
-            fit = json.loads((RESULTS.parents[1] / "results" / "codec"
-                              / f"prior-models-{tag}512-tern-qat6-seed{seed}" / "prior.json")
-                             .read_text())["fitting"]
-            assert fit["grid"] == grid and fit["test_images"] == 1736
-            (every,) = [p["bytes"] for p in fit["priors"]
-                        if p["model"] == "raster" and p["images"] == 6073]
-            sent.append(every)
-        full = fit["split_float32_bytes"]
+        priors = [_raster_prior(f"prior-models-{tag}512-tern-qat6-seed{seed}", grid)
+                  for seed in (2, 3, 4)]
+        sent = [every for every, _ in priors]
+        full = priors[0][1]["split_float32_bytes"]
         mean = sum(sent) / len(sent)
         cells = [f"{b:.1f} B ({full / b:,.0f}×)" for b in sent]
         text = (f"{method} sends {cells[0]} on seed 2, {cells[1]} on seed 3 and {cells[2]} on "
@@ -692,6 +696,13 @@ def test_the_documented_clip_sweep_is_its_records():
         assert row in doc, row
 
 
+def _headline(scale: str, method: str, band: str) -> tuple[dict, list[int]]:
+    """A scale's highest compression within ``band`` points on all test images, from
+    table1.json, and the seeds it is a mean over."""
+    table = json.loads((RESULTS / scale / "table1.json").read_text())
+    return table["headline_all"][f"{method}@stem"][band], table["seeds"]
+
+
 def test_the_documented_p97_clip_table_is_its_records():
     """docs/reproduction.md's p90-against-p97 table (seeds 2, 3, 4, six ternary QAT epochs)
     holds the numbers of the committed measurement and `aecnn bench prior` records."""
@@ -703,12 +714,7 @@ def test_the_documented_p97_clip_table_is_its_records():
                                   "-p97")):
             base = _measured(scale, seed, "baseline")["test_top1"]
             rec = _measured(scale, seed, f"aecnn_qat-stem-aecnn-q2l3{grid[-3:]}-x8")
-            fit = json.loads((root / "results" / "codec"
-                              / f"prior-models-aecnn512-tern-qat6{tag}-seed{seed}"
-                              / "prior.json").read_text())["fitting"]
-            assert fit["grid"] == grid and fit["test_images"] == 1736
-            (every,) = [p["bytes"] for p in fit["priors"]
-                        if p["model"] == "raster" and p["images"] == 6073]
+            every, _ = _raster_prior(f"prior-models-aecnn512-tern-qat6{tag}-seed{seed}", grid)
             first = rec["codec"][grid]["bytes_per_image"]
             full = 4 * rec["split_elements"]
             row = (f"| {seed} | `{grid}` | {_top1_and_drop(rec, base)} | {first:.1f} | "
@@ -721,18 +727,10 @@ def test_the_documented_p97_clip_table_is_its_records():
                                       975, "2.84"),
                                      ("cpu-longft-frquiet-kd-half-tern-qat6-p97",
                                       "uint2l3@p97", 1080, "3.73")):
-        table = (RESULTS / scale / "table1.md").read_text()
-        assert "Seeds: [2, 3, 4]" in table
-        assert re.search(rf"\| AECNN \(pool 2\) \+ QAT @ stem \|.*{ratio}x \(V=32, {grid}, "
-                         rf"[0-9.]+ ± [0-9.]+ %, {drop} down\)", table), (scale, ratio, drop)
+        best, seeds = _headline(scale, "aecnn_qat", "within_4.5")
+        assert seeds == [2, 3, 4] and best["n"] == 3 and best["quant"] == grid
+        assert (round(best["compression"]), f"{best['drop']:.2f}") == (ratio, drop), scale
     assert "mean is 1,080× at 3.73 down, against 975× at 2.84 with p90" in text
-
-
-def _headline(scale: str, method: str, band: str) -> tuple[dict, list[int]]:
-    """A scale's highest compression within ``band`` points on all test images, from
-    table1.json, and the seeds it is a mean over."""
-    table = json.loads((RESULTS / scale / "table1.json").read_text())
-    return table["headline_all"][f"{method}@stem"][band], table["seeds"]
 
 
 def test_the_documented_targets_at_a_glance_are_their_records():
