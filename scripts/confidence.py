@@ -23,10 +23,11 @@ import torch
 from tqdm import tqdm
 
 from aecnn.compression.quantize import QuantSpec
+from aecnn.core.split import SplitNetwork
 from aecnn.errors import AecnnError
 from aecnn.evaluation.reproduce import requantize
 from aecnn.records import write_record
-from aecnn.runtime.variant import Variant, meta_from_stage, train_split_of
+from aecnn.training.export import meta_from_stage, train_split_of
 
 CONFIDENT = 0.9
 
@@ -37,7 +38,7 @@ def confidence(stage: Path, grid: str, checkpoint: str = "best") -> dict:
     network (its ``best.pt`` or ``last.pt``) on its test split, the split tensor
     ``(B, K, H, W)`` through ``grid``."""
     meta, state = meta_from_stage(stage, checkpoint=checkpoint)
-    var = Variant(meta)
+    var = SplitNetwork.from_meta(meta)
     var.load_state_dict(state)
     var.eval()
     spec = None if grid == "float32" else QuantSpec.parse(grid)

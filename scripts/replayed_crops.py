@@ -26,19 +26,20 @@ from pathlib import Path
 import torch
 
 from aecnn.compression.quantize import QuantSpec
+from aecnn.core.split import SplitNetwork
 from aecnn.errors import AecnnError
 from aecnn.evaluation.reproduce import requantize
 from aecnn.records import write_record
-from aecnn.runtime.variant import Variant, meta_from_stage
 from aecnn.training.baseline import baseline_split
 from aecnn.training.checkpoint import load_checkpoint
+from aecnn.training.export import meta_from_stage
 from aecnn.training.loop import epoch_seed, make_loader, seed_everything
 
 UNSEEN = "replayed-crops/unseen"
 
 
 @torch.no_grad()
-def top1_on(var: Variant, train_ds, seed: int, epoch: int, stream: str, images: int,
+def top1_on(var: SplitNetwork, train_ds, seed: int, epoch: int, stream: str, images: int,
             spec: QuantSpec | None, batch_size: int) -> float:
     """Top-1 (%) of ``var`` (training-mode BN) on the first ``images`` training images of
     epoch ``epoch`` as ``fit`` draws them for ``(seed, stream)``."""
@@ -61,7 +62,7 @@ def replayed(stage: Path, images: int) -> dict:
     and an unseen stream's (see the module docstring)."""
     rec = json.loads((stage / "result.json").read_text())
     meta, state = meta_from_stage(stage)
-    var = Variant(meta)
+    var = SplitNetwork.from_meta(meta)
     var.load_state_dict(state)
     cfg = load_checkpoint(stage / "best.pt", ("config",))["config"]
     train_ds = baseline_split(cfg["baseline"], "train", train=True)

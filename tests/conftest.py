@@ -41,7 +41,7 @@ def mini_caltech(caltech_root: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def netns() -> None:
     """Skip unless network namespaces, veth and tc work here (root): the `network` tests."""
-    from aecnn.runtime.link import LinkSpec, LinkUnavailableError, ShapedLink
+    from aecnn.netem.link import LinkSpec, LinkUnavailableError, ShapedLink
 
     try:
         with ShapedLink(LinkSpec(1e6)):

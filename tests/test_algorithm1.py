@@ -14,7 +14,7 @@ import time
 import pytest
 import torch
 
-from aecnn.cli import main
+from aecnn.cli.main import main
 from aecnn.compression.errors import PayloadError
 from aecnn.evaluation.table1 import best_aecnn, load_stage_records, render_table1
 
@@ -130,20 +130,21 @@ def test_all_stages_kill_and_resume(caltech_root, tmp_path, capsys):
     half_args = [a if not a.startswith("out=") else f"out={half}" for a in args]
     assert main([*half_args, "--set", "spatial=true", "--set", "ratios=[8]",
                  "--set", "qat_grids=[uint2]"]) == 0
-    from aecnn.runtime.variant import Variant, meta_from_stage
+    from aecnn.core.split import SplitNetwork
+    from aecnn.training.export import meta_from_stage
 
     by = {r["stage"]: r for r in load_stage_records(half)}
     assert {"pruned-x8", "aecnn-x8", "aecnn-q2-x8"} <= set(by)
     for stage in ("pruned-x8", "aecnn-x8", "aecnn-q2-x8"):
         assert by[stage]["spatial"] is True and by[stage]["compressed_shape"] == [8, 4, 4]
         meta, state = meta_from_stage(half / "stem" / stage)
-        v = Variant(meta)
+        v = SplitNetwork.from_meta(meta)
         v.load_state_dict(state)  # strict: the deployed network is the trained one
         with torch.inference_mode():
             z = v.head(torch.rand(1, 3, 32, 32))
             assert z.shape == (1, 8, 4, 4) and v.bridge(z).shape == (1, 64, 8, 8)
     # `checkpoint="last"` deploys the last epoch's weights (last.pt), not validation's pick
-    from aecnn.runtime.variant import VariantError
+    from aecnn.core.split import VariantError
     from aecnn.training.checkpoint import load_checkpoint, save_checkpoint
 
     moved = tmp_path / "last-epoch" / "aecnn-q2-x8"
@@ -167,14 +168,14 @@ def test_all_stages_kill_and_resume(caltech_root, tmp_path, capsys):
     # split: both ends hold them in the variant file; bad grids are clear errors
     from aecnn.compression.codec import decode_packet
     from aecnn.compression.quantize import QuantSpec, quantize
-    from aecnn.runtime.variant import load_variant
+    from aecnn.core.split import load_network
 
     vfile = tmp_path / "x8.pt"
     capsys.readouterr()
     assert main(["export", str(out / "stem" / "aecnn-x8"), "--out", str(vfile), "--prior",
                  "uint2", "--prior", "uint1@p90", "--prior-images", "30", "--no-progress"]) == 0
     said = capsys.readouterr().out
-    var = load_variant(vfile)
+    var = load_network(vfile)
     assert set(var.priors) == {"uint2", "uint1@p90"}
     for grid, prior in var.priors.items():
         assert prior.images == 30 and prior.levels == QuantSpec.parse(grid).levels
@@ -193,7 +194,7 @@ def test_all_stages_kill_and_resume(caltech_root, tmp_path, capsys):
                  "uint2", "--prior-images", "30", "--prior-model", "raster",
                  "--no-progress"]) == 0
     assert "(raster model, 4 levels, fitted on 30" in capsys.readouterr().out
-    rvar = load_variant(rfile)
+    rvar = load_network(rfile)
     rprior = rvar.priors["uint2"]
     assert rprior.model == "raster" and rprior.per_channel and rprior.channels == z.shape[0]
     packet, stats = rvar.codec("uint2", "prior").encode(z, var.meta.kept, 64)
@@ -226,7 +227,8 @@ def test_all_stages_kill_and_resume(caltech_root, tmp_path, capsys):
         ("lattice", 1), ("lattice", 20), ("raster", 1), ("raster", 20)]
     assert rec["test_images"] == 12
     # one head pass per size serves both models: the priors are those export fits
-    from aecnn.runtime.variant import fit_head_priors, train_split_of
+    from aecnn.core.split import fit_head_priors
+    from aecnn.training.export import train_split_of
 
     train = train_split_of(out / "stem" / "aecnn-x8")
     for r in rec["priors"]:

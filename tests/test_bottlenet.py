@@ -9,14 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from aecnn.baselines.bottlenet import (
+from aecnn.cli.bottlenet import add_parser, render_bottlenet_table
+from aecnn.cli.bottlenet import main as bottlenet_main
+from aecnn.compression.bottlenet import (
     BottleNetDecoder,
     BottleNetEncoder,
     BottleNetHead,
     compressed_channels,
 )
-from aecnn.baselines.bottlenet_cli import add_parser, render_bottlenet_table
-from aecnn.baselines.bottlenet_cli import main as bottlenet_main
 from aecnn.config import load_config
 from aecnn.models import split_model
 from aecnn.training.aecnn import StageBudget
@@ -138,7 +138,7 @@ AECNN_KEYS = {"kind", "stage", "model", "input_size", "point", "ratio", "trains"
 @pytest.fixture()
 def tiny_baseline(caltech_root, tmp_path):
     """A one-epoch ResNet-18 at 32 px on one training image per class."""
-    from aecnn.cli import main
+    from aecnn.cli.main import main
 
     base = tmp_path / "base"
     assert main(["train-baseline", "--data", str(caltech_root), "--model", "resnet18",

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from aecnn.cli import main
+from aecnn.cli.main import main
 from aecnn.data.caltech101 import FOLDER
 
 

@@ -117,7 +117,7 @@ def test_pack_keeps_names_and_split_and_decodes_at_its_shorter_side(mini_caltech
 
     from PIL import Image
 
-    from aecnn.cli import main
+    from aecnn.cli.main import main
     from aecnn.data.caltech101 import scan
     from aecnn.data.images import load_image
 

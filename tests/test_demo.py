@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from aecnn.cli import main
+from aecnn.cli.main import main
 
 
 def test_demo_runs_the_whole_pipeline(caltech_root, tmp_path, monkeypatch, capsys):

@@ -11,9 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from aecnn.cli.link import add_parser
+from aecnn.cli.link import main as link_main
 from aecnn.errors import AecnnError
-from aecnn.runtime import link as L
-from aecnn.runtime.link import (
+from aecnn.netem.link import (
     LinkCheckError,
     LinkSpec,
     LinkSpecError,
@@ -25,8 +26,7 @@ from aecnn.runtime.link import (
     measure_rtt,
     measure_throughput,
 )
-from aecnn.runtime.link_cli import add_parser
-from aecnn.runtime.link_cli import main as link_main
+from aecnn.netem import link as L
 from aecnn.runtime.units import UnitError, format_rate, parse_duration, parse_rate
 
 # -- units ------------------------------------------------------------------------------------

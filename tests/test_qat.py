@@ -9,8 +9,8 @@ from torch import nn
 
 from aecnn.compression.qat import FakeQuant, fake_quantize
 from aecnn.compression.quantize import QuantSpec, dequantize, quantize
+from aecnn.core.split import SplitNetwork
 from aecnn.errors import AecnnError
-from aecnn.training.aecnn import SplitNet
 
 
 def _codec_roundtrip(x: torch.Tensor, bits: int, clip: str = "") -> torch.Tensor:
@@ -82,7 +82,7 @@ def test_straight_through_gradient():
 
 
 def test_fake_quant_keeps_checkpoints_and_rejects_bad_bits():
-    net = SplitNet(nn.Conv2d(3, 4, 1), nn.Identity(), nn.Conv2d(4, 2, 1))
+    net = SplitNetwork(nn.Conv2d(3, 4, 1), nn.Identity(), nn.Conv2d(4, 2, 1))
     keys = set(net.state_dict())
     net.quant = FakeQuant(4)
     assert set(net.state_dict()) == keys  # no state: QAT checkpoints load as plain ones

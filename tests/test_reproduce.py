@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aecnn.cli import main
+from aecnn.cli.main import main
 
 
 @pytest.mark.slow

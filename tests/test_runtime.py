@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from aecnn.compression.codec import FeatureCodec
+from aecnn.core.split import SplitMeta, SplitNetwork, VariantError, load_network, save_network
 from aecnn.errors import AecnnError
 from aecnn.models import get_spec
 from aecnn.runtime import protocol as P
@@ -22,21 +23,14 @@ from aecnn.runtime.latency import LatencyProfile, ProfileError
 from aecnn.runtime.planner import AdaptivePolicy, plan, render_plan
 from aecnn.runtime.profile import make_photo, profile_all
 from aecnn.runtime.server import EdgeServer, ServerConfig
-from aecnn.runtime.variant import (
-    Variant,
-    VariantError,
-    VariantMeta,
-    export_variant,
-    load_variant,
-)
 
 SPEC = get_spec("resnet18")
 CLASSES = tuple(f"class{i}" for i in range(5))
 
 
 def make_meta(name: str, bridge: str, ratio: int, kept=None, fr_shape=None,
-              top1=None) -> VariantMeta:
-    return VariantMeta(name=name, model_name="resnet18", classes=CLASSES, point="stem",
+              top1=None) -> SplitMeta:
+    return SplitMeta(name=name, model_name="resnet18", classes=CLASSES, point="stem",
                        ratio=ratio, bridge=bridge, kept=kept, channels=64, input_size=32,
                        mean=SPEC.mean, std=SPEC.std, fr_shape=fr_shape, test_top1=top1)
 
@@ -50,8 +44,8 @@ def variant_files(tmp_path_factory) -> dict[str, Path]:
              make_meta("r18-zf-x16", "zerofill", 16, tuple(range(4)), None, 60.0)]
     out = {}
     for m in metas:
-        v = Variant(m).eval()  # torchvision's random initialisation
-        out[m.name] = export_variant(v, m, d / f"{m.name}.pt")
+        v = SplitNetwork.from_meta(m).eval()  # torchvision's random initialisation
+        out[m.name] = save_network(v, d / f"{m.name}.pt")
     return out
 
 
@@ -80,14 +74,14 @@ class Running:
 
 @pytest.fixture(scope="module")
 def served(variant_files):
-    variants = {n: load_variant(p) for n, p in variant_files.items()}
+    variants = {n: load_network(p) for n, p in variant_files.items()}
     run = Running(variants)
     yield run, variants
     run.stop()
 
 
 def test_variant_file_round_trip(variant_files, tmp_path):
-    v = load_variant(variant_files["r18-fr-x8"])
+    v = load_network(variant_files["r18-fr-x8"])
     assert v.meta.kept == tuple(range(0, 64, 8)) and v.meta.bridge == "fr"
     x = torch.randn(2, 3, 32, 32)
     with torch.inference_mode():
@@ -98,12 +92,12 @@ def test_variant_file_round_trip(variant_files, tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a variant")
     with pytest.raises(VariantError, match="corrupt or unreadable"):
-        load_variant(bad)
+        load_network(bad)
     with pytest.raises(VariantError, match="does not exist"):
-        load_variant(tmp_path / "missing.pt")
+        load_network(tmp_path / "missing.pt")
     torch.save({"format": "something-else"}, bad)
     with pytest.raises(VariantError, match="not an aecnn variant"):
-        load_variant(bad)
+        load_network(bad)
 
 
 def test_context_priors_travel_in_the_variant_file_and_decode_on_the_server(
@@ -115,19 +109,19 @@ def test_context_priors_travel_in_the_variant_file_and_decode_on_the_server(
     import json
 
     from aecnn.compression.quantize import QuantSpec
+    from aecnn.core.split import fit_head_priors
     from aecnn.runtime.preprocess import Preprocessor
-    from aecnn.runtime.variant import fit_head_priors
 
-    plain = load_variant(variant_files["r18-fr-x8"])
+    plain = load_network(variant_files["r18-fr-x8"])
     m = plain.meta
     prep = Preprocessor(m.input_size, m.mean, m.std)
     train = [(prep(data)[0], 0) for data in photos]
     plain.priors = fit_head_priors(plain.head, train, {"uint2": QuantSpec.parse("uint2")}, 3)
-    with_prior = export_variant(plain, m, tmp_path / "prior.pt")
-    var = load_variant(with_prior)
+    with_prior = save_network(plain, tmp_path / "prior.pt", m)
+    var = load_network(with_prior)
     assert list(var.priors) == ["uint2"] and var.priors["uint2"].images == 3
     assert var.prior("uint2") is var.priors["uint2"] and var.prior("uint4") is None
-    bare = load_variant(variant_files["r18-fr-x8"])
+    bare = load_network(variant_files["r18-fr-x8"])
     assert bare.priors == {} and bare.codec("uint2", "auto").prior is None
     run = Running({m.name: var})
     try:
@@ -158,7 +152,7 @@ def test_context_priors_travel_in_the_variant_file_and_decode_on_the_server(
                      (json.dumps({"uint2": {"format": "x"}}), "not a context prior")):
         torch.save({**blob, "priors": bad}, tmp_path / "bad.pt")
         with pytest.raises(VariantError, match=msg):
-            load_variant(tmp_path / "bad.pt")
+            load_network(tmp_path / "bad.pt")
 
 
 def test_co_inference_matches_the_whole_model(served, photos):
@@ -185,7 +179,7 @@ def test_a_half_size_variant_is_served(tmp_path, photos):
     torch.manual_seed(0)
     meta = dataclasses.replace(make_meta("r18-fr-x8-half", "fr", 8, tuple(range(0, 64, 8)),
                                          "1x1", 64.0), spatial=True)
-    v = load_variant(export_variant(Variant(meta).eval(), meta, tmp_path / "half.pt"))
+    v = load_network(save_network(SplitNetwork.from_meta(meta).eval(), tmp_path / "half.pt"))
     assert v.meta.spatial
     run = Running({meta.name: v})
     try:
@@ -251,7 +245,7 @@ def test_server_rejects_bad_requests_and_survives(served, photos):
 
 
 def test_concurrent_devices_are_batched(variant_files, photos):
-    variants = {"r18-fr-x8": load_variant(variant_files["r18-fr-x8"])}
+    variants = {"r18-fr-x8": load_network(variant_files["r18-fr-x8"])}
     run = Running(variants, batch_window=0.05, max_batch=8)
     results: list = []
     errors: list = []
@@ -279,7 +273,7 @@ def test_concurrent_devices_are_batched(variant_files, photos):
 
 
 def test_graceful_shutdown_answers_accepted_requests(variant_files, photos):
-    variants = {"r18-x1": load_variant(variant_files["r18-x1"])}
+    variants = {"r18-x1": load_network(variant_files["r18-x1"])}
     run = Running(variants, batch_window=0.3)  # the request waits in the batcher
     out: list = []
     with Connection(run.host, run.port) as conn:
@@ -297,7 +291,7 @@ def test_graceful_shutdown_answers_accepted_requests(variant_files, photos):
 
 
 def test_profile_latency_model_and_planner(variant_files, photos, tmp_path):
-    variants = {n: load_variant(p) for n, p in variant_files.items()}
+    variants = {n: load_network(p) for n, p in variant_files.items()}
     prof = profile_all(variants, photos[:2], variants["r18-x1"], ("none", "memoryless"),
                        repeats=1, photo_sizes={"224x224": (224, 224)}, t_rtt=0.001,
                        progress=False)
@@ -379,7 +373,7 @@ def test_adaptive_client_switches_with_the_link(served, variant_files, photos, t
 def test_transport_bench_batches_concurrent_devices(variant_files):
     from aecnn.benchmarks.transport import render_transport, run_transport
 
-    rec = run_transport(load_variant(variant_files["r18-fr-x8"]), clients=4, requests=4,
+    rec = run_transport(load_network(variant_files["r18-fr-x8"]), clients=4, requests=4,
                         windows=(0.05,))
     assert rec["ping"]["empty"]["median_s"] < 0.05
     single, batched = rec["batching"]
@@ -440,7 +434,7 @@ def test_server_robustness_suite(variant_files, photos):
     throughout, and does not grow (RSS before and after)."""
     import random
 
-    variants = {"r18-fr-x8": load_variant(variant_files["r18-fr-x8"])}
+    variants = {"r18-fr-x8": load_network(variant_files["r18-fr-x8"])}
     run = Running(variants, request_timeout=0.5, idle_timeout=0.5)
     good_conn = Connection(run.host, run.port)
     good = CoInference(variants["r18-fr-x8"], FeatureCodec("uint8", "per-channel"), good_conn)

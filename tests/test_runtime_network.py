@@ -8,20 +8,20 @@ import json
 import pytest
 import torch
 
-from aecnn.cli import main
+from aecnn.cli.main import main
+from aecnn.core.split import SplitMeta, SplitNetwork, save_network
 from aecnn.models import get_spec
-from aecnn.runtime.link import list_namespaces
-from aecnn.runtime.variant import Variant, VariantMeta, export_variant
+from aecnn.netem.link import list_namespaces
 
 SPEC = get_spec("resnet18")
 
 
 def _export(tmp_path, name, bridge, ratio, kept=None):
     torch.manual_seed(ratio)
-    meta = VariantMeta(name=name, model_name="resnet18", classes=("a", "b", "c"), point="stem",
+    meta = SplitMeta(name=name, model_name="resnet18", classes=("a", "b", "c"), point="stem",
                        ratio=ratio, bridge=bridge, kept=kept, channels=64, input_size=32,
                        mean=SPEC.mean, std=SPEC.std, fr_shape="1x1", test_top1=50.0 + ratio)
-    return str(export_variant(Variant(meta).eval(), meta, tmp_path / f"{name}.pt"))
+    return str(save_network(SplitNetwork.from_meta(meta).eval(), tmp_path / f"{name}.pt"))
 
 
 @pytest.mark.network

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from aecnn.cli import main
+from aecnn.cli.main import main
 from aecnn.evaluation import evaluate_checkpoint
 from aecnn.training.checkpoint import load_checkpoint
 
@@ -162,8 +162,9 @@ def test_rate_term_only_for_quantisation_aware_stages():
 
     from aecnn.compression.qat import FakeQuant, soft_rate
     from aecnn.config import load_config
+    from aecnn.core.split import SplitNetwork
     from aecnn.errors import ConfigError
-    from aecnn.training.aecnn import AecnnConfig, Pipeline, SplitNet, StageBudget
+    from aecnn.training.aecnn import AecnnConfig, Pipeline, StageBudget
     from aecnn.training.bottlenet import BottleNetConfig
 
     with pytest.raises(ConfigError, match="rate"):
@@ -172,7 +173,7 @@ def test_rate_term_only_for_quantisation_aware_stages():
         with pytest.raises(ConfigError, match=f"{kind}.rate: only the qat budget"):
             load_config(cls, None, [f"{kind}.rate=0.1"])
     assert load_config(AecnnConfig, None, ["qat.rate=0.25"]).qat.rate == 0.25
-    net = SplitNet(nn.Conv2d(3, 4, 1), nn.Identity(), nn.Conv2d(4, 2, 1))
+    net = SplitNetwork(nn.Conv2d(3, 4, 1), nn.Identity(), nn.Conv2d(4, 2, 1))
     with Pipeline.rate_penalty(net, StageBudget()) as penalty:
         assert penalty is None
     with (pytest.raises(ConfigError, match="does not fine-tune through a quantiser"),

@@ -1,5 +1,5 @@
 import sys
 
-from aecnn.cli import main
+from aecnn.cli.main import main
 
 sys.exit(main())

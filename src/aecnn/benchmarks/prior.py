@@ -30,9 +30,9 @@ from tqdm import tqdm
 from aecnn.compression.codec import FeatureCodec
 from aecnn.compression.priors import PRIOR_MODELS, Prior, check_model, fit_prior
 from aecnn.compression.quantize import QuantSpec, quantize
+from aecnn.core.split import fit_head_priors, head_symbols
 from aecnn.data.splits import spread_indices
 from aecnn.errors import AecnnError
-from aecnn.runtime.variant import fit_head_priors, head_symbols
 
 DEFAULT_IMAGES = (1, 3, 10, 30, 100, 300, 1000, 3000)
 LINK_PRIOR_IMAGES = 1000  # the prior the shaped-link part sends with (aecnn export's default)
@@ -87,13 +87,13 @@ def over_link(var, test, grid: str, prior: Prior, rate_bps: float, requests: int
               work: Path) -> dict:
     """Part 2: the same photos through ``aecnn serve`` / ``aecnn infer`` over a shaped link,
     with ``--coder prior`` and with ``--coder auto`` and no prior."""
-    from aecnn.runtime.experiment import PORT, start_server
-    from aecnn.runtime.link import LinkSpec, LinkUnavailableError, ShapedLink, check_link
-    from aecnn.runtime.variant import export_variant
+    from aecnn.core.split import save_network
+    from aecnn.evaluation.fig5_run import PORT, start_server
+    from aecnn.netem.link import LinkSpec, LinkUnavailableError, ShapedLink, check_link
 
     with_prior, bare = work / "with-prior.pt", work / "bare.pt"
-    export_variant(var, var.meta, with_prior, {grid: prior})
-    export_variant(var, var.meta, bare, {})
+    save_network(var, with_prior, priors={grid: prior})
+    save_network(var, bare, priors={})
     root = Path(test.root)
     photos = [str(root / test.samples[i][0]) for i in spread_indices(len(test), requests)]
     out: dict = {"rate_bps": rate_bps, "requests": len(photos), "model": prior.model}
@@ -136,11 +136,12 @@ def run_prior_bench(stage: str | Path, grid: str, images: tuple[int, ...] = DEFA
     models = tuple(check_model(m) for m in models)
     if not models:
         raise AecnnError("bench prior needs at least one context model")
-    from aecnn.runtime.variant import Variant, meta_from_stage, train_split_of
+    from aecnn.core.split import SplitNetwork
+    from aecnn.training.export import meta_from_stage, train_split_of
 
     stage = Path(stage)
     meta, state = meta_from_stage(stage)
-    var = Variant(meta)
+    var = SplitNetwork.from_meta(meta)
     var.load_state_dict(state)
     var.eval()
     train, test = train_split_of(stage), train_split_of(stage, split="test")

@@ -17,14 +17,14 @@ from pathlib import Path
 import torch
 
 from aecnn.compression.codec import FeatureCodec
+from aecnn.core.split import SplitNetwork
 from aecnn.runtime import protocol as P
 from aecnn.runtime.client import Connection
 from aecnn.runtime.server import EdgeServer, ServerConfig
-from aecnn.runtime.variant import Variant
 
 
 class _Served:
-    def __init__(self, variants: dict[str, Variant], cfg: ServerConfig) -> None:
+    def __init__(self, variants: dict[str, SplitNetwork], cfg: ServerConfig) -> None:
         self.loop = asyncio.new_event_loop()
         self.server = EdgeServer(variants, cfg)
         self.host, self.port = self.loop.run_until_complete(self.server.start())
@@ -37,7 +37,7 @@ class _Served:
         self.thread.join(10)
 
 
-def ping_overhead(variant: Variant, n: int = 500) -> dict:
+def ping_overhead(variant: SplitNetwork, n: int = 500) -> dict:
     """Median and p90 round trip (s) of PING with empty and 64 KB bodies."""
     srv = _Served({variant.meta.name: variant}, ServerConfig(port=0))
     out = {}
@@ -54,7 +54,7 @@ def ping_overhead(variant: Variant, n: int = 500) -> dict:
 
 
 @torch.inference_mode()
-def batching(variant: Variant, clients: int, requests: int, window: float,
+def batching(variant: SplitNetwork, clients: int, requests: int, window: float,
              threads: int | None) -> dict:
     """Throughput and latency of ``clients`` concurrent devices, ``requests`` each."""
     m = variant.meta
@@ -93,7 +93,7 @@ def batching(variant: Variant, clients: int, requests: int, window: float,
             "mean_batch": statistics.mean(batches)}
 
 
-def run_transport(variant: Variant, clients: int = 8, requests: int = 8,
+def run_transport(variant: SplitNetwork, clients: int = 8, requests: int = 8,
                   windows: tuple[float, ...] = (0.0, 0.005), threads: int | None = None
                   ) -> dict:
     return {"kind": "transport-bench", "variant": variant.meta.name,
@@ -106,7 +106,7 @@ def render_transport(rec: dict) -> str:
     lines = ["# Transport and batching of the edge server", "",
              f"Command: `{rec.get('command', '')}`  ",
              f"Machine: {rec.get('machine', {})}", "",
-             f"Variant `{rec['variant']}` at {rec['input_size']} px, loopback.", "",
+             f"SplitNetwork `{rec['variant']}` at {rec['input_size']} px, loopback.", "",
              "| PING body | median round trip (ms) | p90 (ms) |", "|---|---|---|"]
     for k, v in rec["ping"].items():
         lines.append(f"| {k} | {v['median_s'] * 1e3:.3f} | {v['p90_s'] * 1e3:.3f} |")

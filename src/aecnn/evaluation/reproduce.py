@@ -158,7 +158,7 @@ def stage_folders(runs: dict[str, Path]) -> list[tuple[str, str, int, Path]]:
     (joint ``bottlenet-xV`` when it exists, else the module stage), and their
     quantisation-aware fine-tunings (``aecnn-qB-xV`` -> ``aecnn_qat``, ``bottlenet-qB-xV`` ->
     ``bottlenet++_qat``)."""
-    from aecnn.runtime.variant import best_sibling
+    from aecnn.training.export import best_sibling
 
     out = []
     for rec_file in sorted(runs["aecnn"].glob("*/pruned-x*/result.json")):
@@ -293,15 +293,16 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
     """Accuracy and bits per element and coding times at each of ``quants`` (default:
     :func:`quant_names`), of a stage folder (or of a baseline checkpoint cut at ``point``).
     With ``cfg.prior_images`` and the ``train`` split, every integer grid's codec also holds
-    the network's context prior for that grid (:func:`~aecnn.runtime.variant.fit_head_priors`)."""
-    from aecnn.runtime.variant import Variant, fit_head_priors, meta_from_baseline, meta_from_stage
+    the network's context prior for that grid (:func:`~aecnn.core.split.fit_head_priors`)."""
+    from aecnn.core.split import SplitNetwork, fit_head_priors
+    from aecnn.training.export import meta_from_baseline, meta_from_stage
 
     meta, state = (meta_from_stage(folder) if point is None
                    else meta_from_baseline(folder, point))
     from aecnn.training.loop import resolve_device
 
     device = resolve_device(cfg.measure_device)
-    var = Variant(meta)
+    var = SplitNetwork.from_meta(meta)
     var.load_state_dict(state)
     var.eval().to(device)
     n = len(dataset)

@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from aecnn.compression.codec import FeatureCodec
+from aecnn.core.split import SplitNetwork
 from aecnn.errors import AecnnError
 from aecnn.runtime import protocol as P
 from aecnn.runtime.preprocess import Preprocessor
-from aecnn.runtime.variant import Variant
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ class CoInference:
 
     mode = "co-inference"
 
-    def __init__(self, variant: Variant, codec: FeatureCodec, conn: Connection) -> None:
+    def __init__(self, variant: SplitNetwork, codec: FeatureCodec, conn: Connection) -> None:
         self.variant, self.codec, self.conn = variant, codec, conn
         m = variant.meta
         self.prep = Preprocessor(m.input_size, m.mean, m.std)
@@ -168,7 +168,7 @@ class LocalComputing:
 
     mode = "local"
 
-    def __init__(self, variant: Variant) -> None:
+    def __init__(self, variant: SplitNetwork) -> None:
         self.variant = variant
         m = variant.meta
         self.prep = Preprocessor(m.input_size, m.mean, m.std)
@@ -216,7 +216,7 @@ class AdaptiveCoInference:
 
     mode = "adaptive"
 
-    def __init__(self, variants: dict[str, Variant], policy, conn: Connection,
+    def __init__(self, variants: dict[str, SplitNetwork], policy, conn: Connection,
                  quant: str = "float32") -> None:
         self.policy, self.conn, self.quant = policy, conn, quant
         self.runners = {n: CoInference(v, v.codec(quant, "none"), conn)

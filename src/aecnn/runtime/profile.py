@@ -20,9 +20,9 @@ from tqdm import tqdm
 
 from aecnn.compression.codec import decode_packet
 from aecnn.compression.wire import Packet
+from aecnn.core.split import SplitNetwork
 from aecnn.runtime.latency import CoderCost, ImageCost, LatencyProfile, VariantCost
 from aecnn.runtime.preprocess import Preprocessor
-from aecnn.runtime.variant import Variant
 
 PHOTO_SIZES = {"224x224": (224, 224), "640x480": (640, 480), "1280x720": (1280, 720),
                "1920x1080": (1920, 1080)}
@@ -90,7 +90,7 @@ class _Threads:
 
 
 @torch.inference_mode()
-def profile_variant(v: Variant, images: Sequence[bytes], coders: Sequence[str],
+def profile_variant(v: SplitNetwork, images: Sequence[bytes], coders: Sequence[str],
                     quant: str = "float32", device_threads: int = 1,
                     server_threads: int | None = None, repeats: int = 3) -> VariantCost:
     """Times and sizes of one variant over ``images`` (encoded photo bytes)."""
@@ -140,8 +140,8 @@ def profile_variant(v: Variant, images: Sequence[bytes], coders: Sequence[str],
 
 
 @torch.inference_mode()
-def profile_all(variants: dict[str, Variant], images: Sequence[bytes],
-                full: Variant | None = None, coders: Sequence[str] = ("none", "memoryless"),
+def profile_all(variants: dict[str, SplitNetwork], images: Sequence[bytes],
+                full: SplitNetwork | None = None, coders: Sequence[str] = ("none", "memoryless"),
                 quant: str = "float32", device_threads: int = 1,
                 server_threads: int | None = None, repeats: int = 3,
                 photo_sizes: dict[str, tuple[int, int]] | None = None, t_rtt: float = 0.0,

@@ -26,10 +26,10 @@ import torch
 
 from aecnn.compression.codec import decode_packet
 from aecnn.compression.wire import Limits, Packet
+from aecnn.core.split import SplitNetwork
 from aecnn.errors import AecnnError
 from aecnn.runtime import protocol as P
 from aecnn.runtime.preprocess import Preprocessor
-from aecnn.runtime.variant import Variant
 
 log = logging.getLogger("aecnn.serve")
 
@@ -61,7 +61,7 @@ class _Job:
 class _Batcher:
     """Collects jobs of one variant and mode; runs them as one batch on the compute thread."""
 
-    def __init__(self, variant: Variant, full: bool, cfg: ServerConfig,
+    def __init__(self, variant: SplitNetwork, full: bool, cfg: ServerConfig,
                  pool: ThreadPoolExecutor) -> None:
         self.variant, self.full, self.cfg, self.pool = variant, full, cfg, pool
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
@@ -124,9 +124,9 @@ class _Batcher:
 
 
 class EdgeServer:
-    """Serves ``variants`` (name -> :class:`Variant`) over TCP."""
+    """Serves ``variants`` (name -> :class:`SplitNetwork`) over TCP."""
 
-    def __init__(self, variants: dict[str, Variant], cfg: ServerConfig | None = None) -> None:
+    def __init__(self, variants: dict[str, SplitNetwork], cfg: ServerConfig | None = None) -> None:
         if not variants:
             raise AecnnError("the server needs at least one variant")
         self.variants, self.cfg = variants, cfg or ServerConfig()
@@ -246,7 +246,7 @@ class EdgeServer:
         res = await job.future
         return {"variant": name, "t_dec": t_dec, **res}
 
-    def _variant(self, name: str) -> Variant:
+    def _variant(self, name: str) -> SplitNetwork:
         if name not in self.variants:
             raise AecnnError(f"unknown variant {name!r}; serving {', '.join(self.variants)}")
         return self.variants[name]
@@ -272,7 +272,7 @@ class EdgeServer:
         return self.batchers[key]
 
 
-async def serve(variants: dict[str, Variant], cfg: ServerConfig,
+async def serve(variants: dict[str, SplitNetwork], cfg: ServerConfig,
                 ready: asyncio.Event | None = None) -> None:
     """Run until SIGINT/SIGTERM, then shut down gracefully."""
     import signal

@@ -36,6 +36,7 @@ from aecnn.compression.quantize import QuantSpec
 from aecnn.compression.recovery import FeatureRecovery, ZeroFill
 from aecnn.compression.spatial import Upsampled, halved
 from aecnn.config import load_config, save_config, to_dict
+from aecnn.core.split import SplitNetwork
 from aecnn.errors import AecnnError, ConfigError
 from aecnn.models import create_model, get_spec, split_model
 from aecnn.models.spec import ModelSpec, SplitPoint
@@ -144,27 +145,6 @@ class AecnnConfig(StagesConfig):
     spatial: bool = False  # beyond the paper: send the kept channels at half height and width
 
 
-class SplitNet(nn.Module):
-    """Device head -> bridge (CA, zero fill or FR) -> server tail: ``(B, 3, H, W) -> logits``.
-
-    ``quant`` (quantisation-aware fine-tuning: a :class:`FakeQuant`) sits between head and
-    bridge, where the codec quantises; it has no state, so checkpoints are the same with or
-    without it.
-    """
-
-    def __init__(self, head: nn.Module, bridge: nn.Module, tail: nn.Module,
-                 quant: nn.Module | None = None) -> None:
-        super().__init__()
-        self.head, self.bridge, self.tail = head, bridge, tail
-        self.quant = quant
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.head(x)
-        if self.quant is not None:
-            z = self.quant(z)
-        return self.tail(self.bridge(z))
-
-
 def budget_differs(recorded: dict | None, budget: StageBudget) -> list[str]:
     """``budget.<key>=<recorded> (asked <value>)`` for each setting in which a stage record's
     budget differs from ``budget``. A setting the record lacks (it predates that setting)
@@ -187,7 +167,7 @@ def count_flops(module: nn.Module, x: torch.Tensor) -> tuple[int, torch.Tensor]:
     return int(counter.get_total_flops()), y
 
 
-def cost_profile(net: SplitNet, input_size: int) -> dict:
+def cost_profile(net: SplitNetwork, input_size: int) -> dict:
     """Parameters and FLOPs of head, bridge and tail for one image, and the split shape."""
     net = net.eval()
     x = torch.zeros(1, 3, input_size, input_size, device=next(net.parameters()).device)
@@ -242,7 +222,7 @@ class Pipeline:
 
     @staticmethod
     @contextmanager
-    def rate_penalty(net: SplitNet, budget: StageBudget
+    def rate_penalty(net: SplitNetwork, budget: StageBudget
                      ) -> Iterator[Callable[[], torch.Tensor] | None]:
         """While open: ``budget.rate`` times the :func:`soft_rate` of the split tensor that
         ``net``'s head made in its last forward pass (caught by a forward hook on the head,
@@ -272,12 +252,12 @@ class Pipeline:
         finally:
             handle.remove()
 
-    def build_ca(self, sp: SplitPoint) -> SplitNet:
+    def build_ca(self, sp: SplitPoint) -> SplitNetwork:
         """The baseline with the CA module inserted right after split point ``sp``."""
         head, tail = split_model(self.fresh_model(), self.spec, sp)
-        return SplitNet(head, ChannelAttention(sp.channels, affine=self.cfg.ca_affine), tail)
+        return SplitNetwork(head, ChannelAttention(sp.channels, affine=self.cfg.ca_affine), tail)
 
-    def trained_ca(self, point: str) -> SplitNet:
+    def trained_ca(self, point: str) -> SplitNetwork:
         """The CA network of a finished ``ca`` stage."""
         sp = self.spec.split_point(point)
         net = self.build_ca(sp)
@@ -285,8 +265,8 @@ class Pipeline:
         return net.to(self.opts.device).eval()
 
     # ------------------------------------------------------------------- stages
-    def stage(self, name: str, folder: Path, build: Callable[[], SplitNet],
-              budget: StageBudget, extra: dict) -> tuple[SplitNet, dict]:
+    def stage(self, name: str, folder: Path, build: Callable[[], SplitNetwork],
+              budget: StageBudget, extra: dict) -> tuple[SplitNetwork, dict]:
         """Train (or, when its record exists, load) one stage's network. A record that
         says it was made otherwise than ``extra`` asks (another FR shape, FR start, grid or
         kept channels in the same folder) or with another ``budget`` (epochs, learning
@@ -344,7 +324,7 @@ class Pipeline:
         net.to(self.opts.device)
         return net, write_record(result, record)
 
-    def importance(self, sp: SplitPoint, net: SplitNet | None, folder: Path) -> torch.Tensor:
+    def importance(self, sp: SplitPoint, net: SplitNetwork | None, folder: Path) -> torch.Tensor:
         """Channel importance by ``cfg.importance``: the CA average of eq. (8) (``net`` is
         the trained CA network), or, for the ablation, random scores, the L1 norm of the
         emitting filters, or the mean activation of the baseline head."""
@@ -376,7 +356,7 @@ class Pipeline:
                             "ranking": sorted(range(len(imp)), key=lambda i: -float(imp[i]))})
         return imp
 
-    def qat_stages(self, folder: Path, method: str, start: SplitNet, extra: dict
+    def qat_stages(self, folder: Path, method: str, start: SplitNetwork, extra: dict
                    ) -> list[dict]:
         """Quantisation-aware fine-tuning of a finished network, one stage per grid in
         ``cfg.qat_grids``: ``<method>-q<tag>-x<V>`` (``aecnn-q2-x8`` for ``uint2``,
@@ -387,7 +367,7 @@ class Pipeline:
         records = []
         for spec in self.cfg.qat_specs:
 
-            def build(spec: QuantSpec = spec) -> SplitNet:
+            def build(spec: QuantSpec = spec) -> SplitNetwork:
                 net = copy.deepcopy(start)
                 net.quant = FakeQuant(spec.bits, spec.clip, spec.grid_levels)
                 return net
@@ -433,13 +413,13 @@ class Pipeline:
             for ratio in cfg.ratios:
                 keep = keep_indices(imp, ratio)
 
-                def build_pruned(sp: SplitPoint = sp, keep: list[int] = keep) -> SplitNet:
+                def build_pruned(sp: SplitPoint = sp, keep: list[int] = keep) -> SplitNetwork:
                     model = self.fresh_model()
                     head, _ = pruned_head(model, self.spec, sp, keep)
                     _, tail = split_model(model, self.spec, sp)
                     if cfg.spatial:  # the kept channels at half height and width
                         head = halved(head)
-                    return SplitNet(head, self.upsampled(sp, ZeroFill(keep, sp.channels)), tail)
+                    return SplitNetwork(head, self.upsampled(sp, ZeroFill(keep, sp.channels)), tail)
 
                 physical = bool(sp.emitters)
                 extra = {"point": sp.name, "ratio": ratio, "kept": keep, "physical": physical,
@@ -454,14 +434,14 @@ class Pipeline:
                     bar.update()
                     continue
 
-                best: tuple[float, SplitNet, str] | None = None  # val top-1, net, FR shape
+                best: tuple[float, SplitNetwork, str] | None = None  # val top-1, net, FR shape
                 for i, shape in enumerate(cfg.fr_shapes):
                     def build_fr(sp: SplitPoint = sp, keep: list[int] = keep,
-                                 pruned: SplitNet = pruned, shape: str = shape) -> SplitNet:
+                                 pruned: SplitNetwork = pruned, shape: str = shape) -> SplitNetwork:
                         # copies: each FR shape starts from the same CA_Pruned weights
                         fr = self.upsampled(sp, FeatureRecovery(keep, sp.channels, shape,
                                                                 init=cfg.fr_init))
-                        return SplitNet(copy.deepcopy(pruned.head), fr.to(self.opts.device),
+                        return SplitNetwork(copy.deepcopy(pruned.head), fr.to(self.opts.device),
                                         copy.deepcopy(pruned.tail))
 
                     name = f"aecnn-x{ratio}" + (f"-{shape}" if i else "")
@@ -485,5 +465,5 @@ def train_aecnn(cfg: AecnnConfig, progress: bool = True) -> list[dict]:
     return Pipeline(cfg, progress).run()
 
 
-__all__ = ["AecnnConfig", "Pipeline", "SplitNet", "StageBudget", "StagesConfig", "to_dict",
+__all__ = ["AecnnConfig", "Pipeline", "StageBudget", "StagesConfig", "to_dict",
            "train_aecnn"]

@@ -32,12 +32,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from aecnn.baselines.bottlenet import BottleNetDecoder, BottleNetEncoder, BottleNetHead
+from aecnn.compression.bottlenet import BottleNetDecoder, BottleNetEncoder, BottleNetHead
 from aecnn.config import save_config
+from aecnn.core.split import SplitNetwork
 from aecnn.errors import ConfigError
 from aecnn.models import split_model
 from aecnn.models.spec import SplitPoint
-from aecnn.training.aecnn import AecnnConfig, Pipeline, SplitNet, StageBudget, StagesConfig
+from aecnn.training.aecnn import AecnnConfig, Pipeline, StageBudget, StagesConfig
 
 METHOD = "bottlenet++"
 
@@ -101,7 +102,7 @@ class BottleNetPipeline(Pipeline):
                 raise ConfigError(f"ratio {bad[0]} does not divide the {sp.channels} channels "
                                   f"of {self.spec.name} at {sp.name}")
 
-    def build(self, sp: SplitPoint, ratio: int, frozen: bool) -> SplitNet:
+    def build(self, sp: SplitPoint, ratio: int, frozen: bool) -> SplitNetwork:
         """Baseline head + encoder | decoder | baseline tail, from the baseline weights.
 
         With ``frozen`` the backbone head is :class:`Fixed`. The encoder and decoder are
@@ -114,7 +115,7 @@ class BottleNetPipeline(Pipeline):
             enc = BottleNetEncoder(sp.channels, ratio, self.bcfg.spatial)
             dec = BottleNetDecoder(sp.channels, ratio, self.bcfg.spatial,
                                    sp.spatial(self.data.input_size))
-        return SplitNet(BottleNetHead(Fixed(head, frozen), enc), dec, tail)
+        return SplitNetwork(BottleNetHead(Fixed(head, frozen), enc), dec, tail)
 
     def run(self) -> list[dict]:
         cfg = self.bcfg
@@ -143,7 +144,7 @@ class BottleNetPipeline(Pipeline):
                     continue
 
                 def build_joint(sp: SplitPoint = sp, ratio: int = ratio,
-                                start: SplitNet = module_net) -> SplitNet:
+                                start: SplitNetwork = module_net) -> SplitNetwork:
                     net = self.build(sp, ratio, False)
                     net.load_state_dict(start.state_dict())
                     return net

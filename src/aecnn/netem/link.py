@@ -8,7 +8,7 @@ namespaces is touched.
 * Uplink delay, jitter and loss, applied once, so the round-trip time grows by ``delay_s``:
   ``netem`` as the device end's root qdisc with the tbf as its child, where the kernel has
   netem; otherwise (``CONFIG_NET_SCH_NETEM`` unset, as on the machine this was written on) a
-  userspace delay line, :mod:`aecnn.runtime.delayline`: the edge end's ingress is redirected
+  userspace delay line, :mod:`aecnn.netem.delayline`: the edge end's ingress is redirected
   (tc ``mirred``) into a TUN device whose owner process re-injects each packet after its delay.
   ``impairment`` picks one explicitly (``"netem"`` or ``"userspace"``); ``link.impairment``
   says which was used (``"none"`` when there is nothing to impair). netem jitter reorders
@@ -276,7 +276,7 @@ class ShapedLink:
             self._start_delay_line()
 
     def _start_delay_line(self) -> None:
-        from aecnn.runtime import delayline
+        from aecnn.netem import delayline
 
         spec, edge = self.spec, self.edge_ns
         argv = [sys.executable, "-I", delayline.__file__, "--ifname", self.TUN,
@@ -407,8 +407,8 @@ def cleanup_stale(prefix: str = PREFIX, *, include_live: bool = False) -> list[s
 
 # -- measurements ------------------------------------------------------------------------------
 def _probe(role: str, *args: object) -> list[str]:
-    """Command line of a :mod:`aecnn.runtime.linkprobe` probe, run by path (stdlib only)."""
-    from aecnn.runtime import linkprobe
+    """Command line of a :mod:`aecnn.netem.linkprobe` probe, run by path (stdlib only)."""
+    from aecnn.netem import linkprobe
 
     return [sys.executable, "-I", linkprobe.__file__, role, *map(str, args)]
 

@@ -43,7 +43,7 @@ def collect_images(paths: list[str], test: int | None, data: str | None) -> list
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from aecnn.runtime.variant import export_from
+    from aecnn.training.export import export_from
 
     var = export_from(args.source, args.out, args.point, args.name, args.best,
                       tuple(args.prior or ()), args.prior_images, args.baseline,
@@ -63,11 +63,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _load_variants(paths: list[str], input_size: int | None) -> dict:
-    from aecnn.runtime.variant import load_variant
+    from aecnn.core.split import load_network
 
     out = {}
     for p in paths:
-        v = load_variant(p, input_size)
+        v = load_network(p, input_size)
         if v.meta.name in out:
             raise AecnnError(f"two variants are named {v.meta.name!r}")
         out[v.meta.name] = v
@@ -95,9 +95,9 @@ def summarize(results: list[dict]) -> dict:
 def cmd_infer(args: argparse.Namespace) -> int:
     import torch
 
+    from aecnn.core.split import load_network
     from aecnn.runtime.client import CoInference, Connection, FullOffloading, LocalComputing
     from aecnn.runtime.units import parse_rate
-    from aecnn.runtime.variant import load_variant
 
     if args.cpu_quota:
         from aecnn.runtime.weak import limit_cpu
@@ -114,7 +114,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     else:
         if not args.variant:
             raise AecnnError(f"--mode {args.mode} needs --variant FILE")
-        var = load_variant(args.variant, args.input_size)
+        var = load_network(args.variant, args.input_size)
         if args.adaptive:
             from aecnn.runtime.client import AdaptiveCoInference
             from aecnn.runtime.latency import LatencyProfile
@@ -165,11 +165,11 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    from aecnn.core.split import load_network
     from aecnn.runtime.profile import PHOTO_SIZES, profile_all
-    from aecnn.runtime.variant import load_variant
 
     variants = _load_variants(args.variants, args.input_size)
-    full = load_variant(args.full, args.input_size) if args.full else None
+    full = load_network(args.full, args.input_size) if args.full else None
     images = [p.read_bytes() for p in collect_images(args.images, args.test, args.data)]
     prof = profile_all(variants, images, full, tuple(args.coders), args.quant, args.threads,
                        args.server_threads, args.repeats, PHOTO_SIZES if full else None,
@@ -207,7 +207,7 @@ def cmd_fig5(args: argparse.Namespace) -> int:
         out = Path(args.replot).parent
     else:
         from aecnn.config import load_config
-        from aecnn.runtime.experiment import Fig5Config, run_fig5
+        from aecnn.evaluation.fig5_run import Fig5Config, run_fig5
 
         cfg = load_config(Fig5Config, args.config, args.overrides)
         out = Path(cfg.out)

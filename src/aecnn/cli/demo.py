@@ -29,13 +29,14 @@ STEPS = ("t_pre", "t_iot", "t_enc", "t_com", "t_dec", "t_fr", "t_es", "total")
 def run_demo(config: str, overrides: list[str], ratio: int = 8, progress: bool = True
              ) -> dict:
     from aecnn.compression.codec import FeatureCodec
+    from aecnn.core.split import load_network
     from aecnn.data import resolve_root
     from aecnn.runtime.client import CoInference, Connection, LocalComputing
     from aecnn.runtime.server import EdgeServer, ServerConfig
-    from aecnn.runtime.variant import export_from, load_variant
     from aecnn.training import TrainConfig, train_baseline
     from aecnn.training.aecnn import AecnnConfig, StageBudget, train_aecnn
     from aecnn.training.baseline import load_manifest
+    from aecnn.training.export import export_from
 
     t0 = time.perf_counter()
     base_cfg = load_config(TrainConfig, config, overrides)
@@ -61,7 +62,7 @@ def run_demo(config: str, overrides: list[str], ratio: int = 8, progress: bool =
     export_from(out / "aecnn" / "stem" / f"aecnn-x{ratio}", deploy / "aecnn.pt",
                 name=f"demo-stem-fr-x{ratio}")
     export_from(base_out / "best.pt", deploy / "x1.pt", point="stem", name="demo-x1")
-    aecnn, full = load_variant(deploy / "aecnn.pt"), load_variant(deploy / "x1.pt")
+    aecnn, full = load_network(deploy / "aecnn.pt"), load_network(deploy / "x1.pt")
     root, manifest = load_manifest(base_cfg.data)
     root = resolve_root(base_cfg.data.root)
     test = manifest.split("test")

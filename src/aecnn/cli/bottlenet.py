@@ -1,7 +1,7 @@
 """``aecnn train-bottlenet``: train (or resume) the BottleNet++ baseline and print its table.
 
 ``add_parser(subparsers)`` adds the command to the ``aecnn`` parser; ``main(argv=None)`` runs
-it on its own (``python -m aecnn.baselines.bottlenet_cli train-bottlenet --config ...``).
+it on its own (``python -m aecnn.cli.bottlenet train-bottlenet --config ...``).
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m aecnn.baselines.bottlenet_cli train-bottlenet ...``: the main CLI."""
-    from aecnn.cli import main as aecnn_main
+    """``python -m aecnn.cli.bottlenet train-bottlenet ...``: the main CLI."""
+    from aecnn.cli.main import main as aecnn_main
 
     return aecnn_main(argv)
 

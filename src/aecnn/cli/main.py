@@ -173,7 +173,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from aecnn.demo import run_demo
+    from aecnn.cli.demo import run_demo
 
     run_demo(args.config, args.overrides, progress=not args.no_progress)
     return 0
@@ -188,15 +188,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(render_markdown(rec))
     elif args.what == "transport":
         from aecnn.benchmarks.transport import run_transport, write_transport
+        from aecnn.core.split import load_network
         from aecnn.records import write_record
-        from aecnn.runtime.variant import load_variant
 
         if not args.variant:
             raise AecnnError("bench transport needs --variant FILE (aecnn export)")
         out = Path(args.out if args.out != "results/codec" else "results/runtime")
         out.mkdir(parents=True, exist_ok=True)
         rec = write_record(out / "transport.json", run_transport(
-            load_variant(args.variant, args.input_size), args.clients, args.requests,
+            load_network(args.variant, args.input_size), args.clients, args.requests,
             threads=args.threads))
         print(write_transport(rec, out))
     elif args.what == "prior":
@@ -265,8 +265,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def _optional_parsers(sub: argparse._SubParsersAction) -> None:
     """Sub-commands whose modules live outside the core (link shaping, baselines)."""
-    from aecnn.baselines.bottlenet_cli import add_parser as add_bottlenet
-    from aecnn.runtime.link_cli import add_parser as add_link
+    from aecnn.cli.bottlenet import add_parser as add_bottlenet
+    from aecnn.cli.link import add_parser as add_link
 
     add_link(sub)
     add_bottlenet(sub)
@@ -367,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_bench)
 
-    from aecnn.runtime.cli import add_parsers as add_runtime
+    from aecnn.cli.runtime import add_parsers as add_runtime
 
     add_runtime(sub)
     _optional_parsers(sub)

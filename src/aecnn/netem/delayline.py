@@ -1,6 +1,6 @@
 """A userspace delay line: delay, jitter and loss for packets redirected into a TUN device.
 
-Used by :class:`aecnn.runtime.link.ShapedLink` where the kernel has no ``netem`` qdisc. The
+Used by :class:`aecnn.netem.link.ShapedLink` where the kernel has no ``netem`` qdisc. The
 link redirects the edge end's ingress IPv4 packets (tc ``mirred``) to a TUN device that this
 process owns; the process writes every packet back into the same device after its delay, and
 the kernel delivers it as if it had arrived there. Packets leave in arrival order: a packet's

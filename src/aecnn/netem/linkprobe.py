@@ -1,4 +1,4 @@
-"""TCP probes that :mod:`aecnn.runtime.link` runs inside the namespaces to measure a link.
+"""TCP probes that :mod:`aecnn.netem.link` runs inside the namespaces to measure a link.
 
 Standard library only, so they run by path (``python -I linkprobe.py ROLE ...``) in a namespace
 without ``aecnn`` installed. Servers print their port on the first line of stdout; the

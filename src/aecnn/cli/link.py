@@ -3,7 +3,7 @@
 ``aecnn link check --rate 10Mbps --delay 5ms --jitter 1ms --loss 0.01 --seconds 2`` builds the
 link, measures TCP goodput and RTT, prints one line per measurement and exits 0 when the
 goodput is within ``--tolerance`` of the configured rate (see
-:func:`aecnn.runtime.link.check_link`), 1 otherwise. ``aecnn link cleanup`` deletes the
+:func:`aecnn.netem.link.check_link`), 1 otherwise. ``aecnn link cleanup`` deletes the
 ``aecnn-`` namespaces that dead processes left behind.
 """
 
@@ -87,7 +87,7 @@ def _tries(result: dict) -> str:
 
 def cmd_link_check(args: argparse.Namespace) -> int:
     """Build the link, measure it, print one line per measurement; 0 if within tolerance."""
-    from aecnn.runtime.link import LinkSpec, ShapedLink, check_link
+    from aecnn.netem.link import LinkSpec, ShapedLink, check_link
 
     spec = LinkSpec(rate_bps=args.rate, delay_s=args.delay, jitter_s=args.jitter,
                     loss=args.loss, down_rate_bps=args.down_rate, mtu=args.mtu)
@@ -123,7 +123,7 @@ def cmd_link_check(args: argparse.Namespace) -> int:
 
 def cmd_link_cleanup(args: argparse.Namespace) -> int:
     """Delete leftover ``aecnn-`` namespaces and print their names."""
-    from aecnn.runtime.link import cleanup_stale
+    from aecnn.netem.link import cleanup_stale
 
     removed = cleanup_stale(include_live=args.all)
     for name in removed:
@@ -133,8 +133,8 @@ def cmd_link_cleanup(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``link ...`` on its own (``python -m aecnn.runtime.link_cli check --rate 10Mbps``)."""
-    from aecnn.cli import main as aecnn_main
+    """Run ``link ...`` on its own (``python -m aecnn.cli.link check --rate 10Mbps``)."""
+    from aecnn.cli.main import main as aecnn_main
 
     return aecnn_main(["link", *(sys.argv[1:] if argv is None else argv)])
 

@@ -1,6 +1,6 @@
 """The paper's Fig. 5, measured: completion time vs uplink rate over real shaped links.
 
-For every rate, a :class:`~aecnn.runtime.link.ShapedLink` joins a device and an edge
+For every rate, a :class:`~aecnn.netem.link.ShapedLink` joins a device and an edge
 namespace; its goodput is checked against the rate (within 10 %) before anything is timed.
 The edge server (``aecnn serve``) runs in the edge namespace; a device process (one torch
 thread: the weak device) runs every planned request in the device namespace and writes each
@@ -60,8 +60,8 @@ def run_client(plan_file: str, out_file: str) -> None:
     """Device process: every planned request; one JSON record per point."""
     import torch
 
+    from aecnn.core.split import load_network
     from aecnn.runtime.client import CoInference, Connection, FullOffloading, LocalComputing
-    from aecnn.runtime.variant import load_variant
 
     plan = json.loads(Path(plan_file).read_text())
     torch.set_num_threads(plan["threads"])
@@ -70,7 +70,7 @@ def run_client(plan_file: str, out_file: str) -> None:
 
     def variant(path: str):
         if path not in cache:
-            cache[path] = load_variant(path, plan["input_size"])
+            cache[path] = load_network(path, plan["input_size"])
         return cache[path]
 
     results = []
@@ -157,21 +157,21 @@ def start_server(link, files: list[str], log: Path, input_size: int | None = Non
 
 def run_fig5(cfg: Fig5Config, progress: bool = True) -> dict:
     """Profile, then measure every point over shaped links; returns the record."""
-    from aecnn.runtime.cli import collect_images
-    from aecnn.runtime.link import LinkSpec, ShapedLink, check_link, measure_rtt
+    from aecnn.cli.runtime import collect_images
+    from aecnn.core.split import load_network
+    from aecnn.netem.link import LinkSpec, ShapedLink, check_link, measure_rtt
     from aecnn.runtime.profile import PHOTO_SIZES, make_photo, profile_all
-    from aecnn.runtime.variant import load_variant
 
     if not cfg.full or not cfg.variants:
         raise AecnnError("fig5 needs `full` (V = 1) and AECNN `variants` files")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="aecnn-fig5-"))
-    full = load_variant(cfg.full, cfg.input_size)
+    full = load_network(cfg.full, cfg.input_size)
     variants = {full.meta.name: full}
     files = {}
     for f in cfg.variants:
-        v = load_variant(f, cfg.input_size)
+        v = load_network(f, cfg.input_size)
         variants[v.meta.name], files[v.meta.name] = v, f
     files_all = {full.meta.name: cfg.full, **files}
     ratios = {n: v.meta.ratio for n, v in variants.items()}
@@ -207,7 +207,7 @@ def run_fig5(cfg: Fig5Config, progress: bool = True) -> dict:
                         "input_size": cfg.input_size, "quant": cfg.quant, "points": pts}
                 plan_file, res_file = work / f"plan-{mbps}.json", work / f"res-{mbps}.json"
                 plan_file.write_text(json.dumps(plan))
-                res = link.run("device", [sys.executable, "-m", "aecnn.runtime.experiment",
+                res = link.run("device", [sys.executable, "-m", "aecnn.evaluation.fig5_run",
                                           "client", str(plan_file), str(res_file)],
                                check=False, timeout=3600)
                 if res.returncode != 0:
@@ -239,7 +239,7 @@ def run_fig5(cfg: Fig5Config, progress: bool = True) -> dict:
             "planner": choices, "profile": profile.to_dict()}
 
 
-if __name__ == "__main__":  # the device process: python -m aecnn.runtime.experiment client
+if __name__ == "__main__":  # the device process: python -m aecnn.evaluation.fig5_run client
     if len(sys.argv) != 4 or sys.argv[1] != "client":
-        sys.exit("usage: python -m aecnn.runtime.experiment client PLAN.json OUT.json")
+        sys.exit("usage: python -m aecnn.evaluation.fig5_run client PLAN.json OUT.json")
     run_client(sys.argv[2], sys.argv[3])

@@ -1,1 +1,0 @@
-"""Baselines the paper compares AECNN with, behind the same interfaces (BottleNet++, ...)."""
