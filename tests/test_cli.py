@@ -73,3 +73,99 @@ def test_help(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 0
+
+
+def _one_line(capsys) -> str:
+    """The whole of stderr: exactly one line, ``aecnn: error: ...``, without an object
+    address or PyTorch's advice."""
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("aecnn: error: "), err
+    assert "0x" not in err and "weights_only" not in err and "Traceback" not in err
+    return err
+
+
+def test_plan_with_a_binary_profile(tmp_path, capsys):
+    prof = tmp_path / "profile.json"
+    prof.write_bytes(bytes(range(256)) * 8)
+    assert main(["plan", "--profile", str(prof), "--rate", "10Mbps"]) == 2
+    assert str(prof) in _one_line(capsys)
+
+
+@pytest.mark.parametrize("content", [b"garbage", b"PK\x03\x04" + bytes(100)])
+def test_corrupt_checkpoint(tmp_path, capsys, content):
+    bad = tmp_path / "best.pt"
+    bad.write_bytes(content)
+    assert main(["evaluate", str(bad)]) == 2
+    err = _one_line(capsys)
+    assert str(bad) in err and "not a PyTorch file" in err
+
+
+def test_checkpoint_that_holds_code(tmp_path, capsys):
+    import torch
+
+    bad = tmp_path / "variant.pt"
+    torch.save({"format": "aecnn-variant/1", "meta": open}, bad)
+    assert main(["serve", str(bad)]) == 2
+    assert "refers to code (io.open)" in _one_line(capsys)
+
+
+def test_corrupt_photo_names_its_file(tmp_path, capsys):
+    import torch
+
+    from aecnn.core import SplitMeta, SplitNetwork, save_network
+
+    meta = SplitMeta(name="r18-x1", model_name="resnet18", classes=("a", "b"), point="stem",
+                     ratio=1, bridge="identity", kept=None, channels=64, input_size=32,
+                     mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    torch.manual_seed(0)
+    variant = save_network(SplitNetwork.from_meta(meta).eval(), tmp_path / "v.pt")
+    photo = tmp_path / "cat.jpg"
+    photo.write_bytes(b"\xff\xd8 not really a JPEG")
+    assert main(["infer", str(photo), "--mode", "local", "--variant", str(variant)]) == 2
+    err = _one_line(capsys)
+    assert str(photo) in err and "cannot decode image" in err
+
+
+def test_bench_codec_reads_the_architecture_from_the_checkpoint(tmp_path, caltech_root, capsys):
+    """A ResNet-18 checkpoint is measured as ResNet-18 (not loaded into a ResNet-50); weights
+    that do not fit the model the checkpoint names are a one-line error (exit status 2)."""
+    from aecnn.benchmarks.codec import stem_features
+    from aecnn.models import create_model
+    from aecnn.training.checkpoint import save_checkpoint
+
+    classes = [f"c{i}" for i in range(3)]
+    good, bad = tmp_path / "r18.pt", tmp_path / "wrong.pt"
+    state = create_model("resnet18", 3).state_dict()
+    save_checkpoint(good, {"model": state, "classes": classes, "model_name": "resnet18"})
+    save_checkpoint(bad, {"model": state, "classes": classes, "model_name": "resnet50"})
+    feats, source = stem_features(str(good), 1, input_size=64)
+    assert feats.shape == (1, 64, 16, 16) and "resnet18" in source
+    assert main(["bench", "codec", "--checkpoint", str(bad), "--out", str(tmp_path)]) == 2
+    err = _one_line(capsys)
+    assert str(bad) in err and "do not fit resnet50" in err
+
+
+def test_help_shows_defaults_and_every_option_is_explained(capsys):
+    import argparse
+
+    from aecnn.cli.main import build_parser
+
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    out = capsys.readouterr().out
+    assert "(default: 127.0.0.1)" in out and "(default: 7070)" in out
+
+    def walk(p: argparse.ArgumentParser, path: str):
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                helps = {c.dest: c.help for c in a._choices_actions}
+                for name, sp in a.choices.items():
+                    assert helps.get(name), f"{path} {name} has no help line"
+                    yield from walk(sp, f"{path} {name}")
+            elif not isinstance(a, (argparse._HelpAction, argparse._VersionAction)):
+                yield path, a
+
+    missing = [f"{path} {a.option_strings or a.dest}" for path, a in walk(build_parser(), "aecnn")
+               if not a.help]
+    assert missing == []

@@ -14,6 +14,7 @@ import pytest
 from aecnn.cli.link import add_parser
 from aecnn.cli.link import main as link_main
 from aecnn.errors import AecnnError
+from aecnn.netem import link as L
 from aecnn.netem.link import (
     LinkCheckError,
     LinkSpec,
@@ -26,7 +27,6 @@ from aecnn.netem.link import (
     measure_rtt,
     measure_throughput,
 )
-from aecnn.netem import link as L
 from aecnn.runtime.units import UnitError, format_rate, parse_duration, parse_rate
 
 # -- units ------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from aecnn.errors import CheckpointError
 from tqdm import tqdm
 
 from aecnn.compression import CODERS, QuantSpec, empirical_entropy, quantize
@@ -61,25 +63,32 @@ def _median_time(fn: Callable[[], object], budget_s: float = 0.3, max_runs: int 
 
 def stem_features(checkpoint: str | None, n_images: int, input_size: int = 224
                   ) -> tuple[np.ndarray, str]:
-    """``(N, 64, 56, 56)`` stem features of ResNet-50 on test images, and their source."""
+    """``(N, C, H, W)`` stem features on test images, and their source: of the backbone the
+    checkpoint names (its ``model_name``), or of a randomly initialised ResNet-50 without one
+    (ResNet-50: ``(N, 64, 56, 56)`` at 224 px)."""
     from aecnn.data import eval_transform, load_image, load_or_make, resolve_root
     from aecnn.models import create_model, get_spec, split_model
     from aecnn.training.checkpoint import load_checkpoint
 
-    spec = get_spec("resnet50")
     root = resolve_root()
-    manifest = load_or_make("configs/splits/caltech101_seed0.json", root, 0)
+    manifest = load_or_make(None, root, 0)
     if checkpoint:
-        ckpt = load_checkpoint(checkpoint, ("model", "classes"))
-        model = create_model("resnet50", len(ckpt["classes"]))
-        model.load_state_dict(ckpt["model"])
-        source = f"trained ResNet-50 checkpoint {checkpoint}"
+        ckpt = load_checkpoint(checkpoint, ("model", "classes", "model_name"))
+        spec = get_spec(ckpt["model_name"])
+        model = create_model(spec.name, len(ckpt["classes"]))
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"checkpoint {checkpoint}: its weights do not fit "
+                                  f"{spec.name}: {str(exc).splitlines()[0]}") from None
+        source = f"trained {spec.name} checkpoint {checkpoint}"
     else:
         torch.manual_seed(0)
-        model = create_model("resnet50", 101)
-        source = "randomly initialised ResNet-50 (fallback: no checkpoint given)"
+        spec = get_spec("resnet50")
+        model = create_model(spec.name, 101)
+        source = "randomly initialised resnet50 (fallback: no checkpoint given)"
     model.eval()
-    head, _ = split_model(model, spec, "stem")
+    head, _ = split_model(model, spec, spec.split_points[0])
     tf = eval_transform(input_size, spec.mean, spec.std)
     step = max(1, len(manifest.test) // n_images)
     paths = [p for p, _ in manifest.test[::step][:n_images]]
@@ -94,6 +103,7 @@ def run_codec_bench(checkpoint: str | None, out: Path, n_images: int = 4,
     """Measure every coder; write ``out/codec.json`` and ``out/codec.md``."""
     torch.set_num_threads(1)
     feats, source = stem_features(checkpoint, n_images)
+    kept = tuple(k for k in kept if k <= feats.shape[1])  # a stem of fewer channels
     order = np.argsort(-feats.mean(axis=(0, 2, 3)), kind="stable")
     generic = _generic()
     rows = []

@@ -1,13 +1,9 @@
 """``aecnn train-bottlenet``: train (or resume) the BottleNet++ baseline and print its table.
-
-``add_parser(subparsers)`` adds the command to the ``aecnn`` parser; ``main(argv=None)`` runs
-it on its own (``python -m aecnn.cli.bottlenet train-bottlenet --config ...``).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def render_bottlenet_table(records: list[dict]) -> str:
@@ -50,17 +46,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--config", help="YAML config file (see configs/bottlenet/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set module.lr=1e-3 (repeatable)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train_bottlenet)
     return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m aecnn.cli.bottlenet train-bottlenet ...``: the main CLI."""
-    from aecnn.cli.main import main as aecnn_main
-
-    return aecnn_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,7 @@
 """``aecnn demo`` (``make demo``): the whole device-edge pipeline, small enough for a laptop.
 
-1. Train a baseline (``configs/demo.yaml``: ResNet-18, 64 px, a Caltech-101 subset).
+1. Train a baseline (``demo.yaml`` beside this module: ResNet-18, 64 px, a Caltech-101
+   subset).
 2. Algorithm 1 at the stem for one ratio: CA training, importance (eq. 8), physical pruning
    + fine-tuning (CA_Pruned), feature recovery + fine-tuning (AECNN).
 3. Export the AECNN variant, start an edge server on loopback, and send the subset's test
@@ -11,10 +12,9 @@
 
 from __future__ import annotations
 
-import asyncio
+import argparse
 import shutil
 import statistics
-import threading
 import time
 from pathlib import Path
 
@@ -23,23 +23,25 @@ import torch
 from aecnn.config import load_config
 from aecnn.records import write_record
 
+DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
+"""The packaged demo config (package data beside this module)."""
 STEPS = ("t_pre", "t_iot", "t_enc", "t_com", "t_dec", "t_fr", "t_es", "total")
 
 
-def run_demo(config: str, overrides: list[str], ratio: int = 8, progress: bool = True
+def run_demo(config: str | None, overrides: list[str], ratio: int = 8, progress: bool = True
              ) -> dict:
     from aecnn.compression.codec import FeatureCodec
     from aecnn.core.split import load_network
     from aecnn.data import resolve_root
+    from aecnn.runtime.background import BackgroundServer
     from aecnn.runtime.client import CoInference, Connection, LocalComputing
-    from aecnn.runtime.server import EdgeServer, ServerConfig
     from aecnn.training import TrainConfig, train_baseline
     from aecnn.training.aecnn import AecnnConfig, StageBudget, train_aecnn
     from aecnn.training.baseline import load_manifest
     from aecnn.training.export import export_from
 
     t0 = time.perf_counter()
-    base_cfg = load_config(TrainConfig, config, overrides)
+    base_cfg = load_config(TrainConfig, config or DEMO_CONFIG, overrides)
     out = Path(base_cfg.out)
     if out.exists():
         shutil.rmtree(out)
@@ -67,16 +69,11 @@ def run_demo(config: str, overrides: list[str], ratio: int = 8, progress: bool =
     root = resolve_root(base_cfg.data.root)
     test = manifest.split("test")
 
-    loop = asyncio.new_event_loop()
-    server = EdgeServer({aecnn.meta.name: aecnn}, ServerConfig(port=0))
-    host, port = loop.run_until_complete(server.start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the weak device
     results: dict[str, list] = {"co-inference": [], "local": []}
-    try:
-        with Connection(host, port) as conn:
+    with BackgroundServer({aecnn.meta.name: aecnn}) as (host, port), Connection(host, port) as conn:
+        torch.set_num_threads(1)  # the weak device
+        try:
             runners = {"co-inference": CoInference(aecnn, FeatureCodec("float32", "auto",
                                                                        rate_bps=10e6), conn),
                        "local": LocalComputing(full)}
@@ -85,11 +82,8 @@ def run_demo(config: str, overrides: list[str], ratio: int = 8, progress: bool =
                 for mode, runner in runners.items():
                     r = runner.infer(data)
                     results[mode].append((r, r.cls == label))
-    finally:
-        torch.set_num_threads(threads)
-        asyncio.run_coroutine_threadsafe(server.shutdown(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
+        finally:
+            torch.set_num_threads(threads)
 
     summary = {}
     for mode, rs in results.items():
@@ -114,3 +108,20 @@ def run_demo(config: str, overrides: list[str], ratio: int = 8, progress: bool =
         print(f"{mode:<14s}" + "".join(f"{s[k] * 1e3:8.1f}" for k in STEPS))
     print(f"record: {out / 'result.json'} ({rec['seconds']:.0f} s)")
     return rec
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    run_demo(args.config, args.overrides, progress=not args.no_progress)
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="train, compress, serve and query a small network end to end "
+                                   "(a few minutes on 2 cores; make demo)")
+    p.add_argument("--config", help="YAML config of the demo's baseline (default: the packaged "
+                   "demo.yaml: ResNet-18, 64 px, 12 training images per class)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one value of the demo config, e.g. --set optim.epochs=2 "
+                        "(repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)

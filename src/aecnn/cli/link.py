@@ -61,7 +61,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="added one-way uplink delay, e.g. 5ms")
     p.add_argument("--jitter", type=_arg(parse_duration), default=0.0, help="+- jitter, e.g. 1ms")
     p.add_argument("--loss", type=_fraction, default=0.0, help="uplink loss, 0.01 or 1%%")
-    p.add_argument("--mtu", type=int, default=1500)
+    p.add_argument("--mtu", type=int, default=1500,
+                   help="link MTU in bytes (tbf shaping needs 1500)")
     p.add_argument("--seconds", type=float, default=2.0, help="length of each measurement")
     p.add_argument("--tolerance", type=float, default=0.10, help="allowed relative error")
     p.add_argument("--attempts", type=_positive_int, default=3,
@@ -130,14 +131,3 @@ def cmd_link_cleanup(args: argparse.Namespace) -> int:
         print(f"removed {name}")
     print(f"{len(removed)} namespace(s) removed")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run ``link ...`` on its own (``python -m aecnn.cli.link check --rate 10Mbps``)."""
-    from aecnn.cli.main import main as aecnn_main
-
-    return aecnn_main(["link", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

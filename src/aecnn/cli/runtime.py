@@ -7,9 +7,9 @@ import json
 import statistics
 from pathlib import Path
 
+from aecnn.data.collect import collect_images
 from aecnn.errors import AecnnError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 TIMES = ("t_pre", "t_iot", "t_enc", "t_com", "t_dec", "t_fr", "t_es", "total")
 
 
@@ -18,28 +18,6 @@ def parse_address(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise AecnnError(f"server address {text!r} is not HOST:PORT")
     return host or "127.0.0.1", int(port)
-
-
-def collect_images(paths: list[str], test: int | None, data: str | None) -> list[Path]:
-    """Image files from files/folders, or the first ``test`` images of the test split."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise AecnnError(f"image path {p} does not exist")
-    if test:
-        from aecnn.data import resolve_root
-        from aecnn.data.splits import load_or_make
-
-        root = resolve_root(data)
-        manifest = load_or_make("configs/splits/caltech101_seed0.json", root, 0)
-        out += [root / s[0] for s in manifest.split("test")[:test]]
-    if not out:
-        raise AecnnError("no images given (paths, or --test N for the Caltech-101 test split)")
-    return out
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -140,9 +118,9 @@ def cmd_infer(args: argparse.Namespace) -> int:
     results = []
     try:
         for _ in range(args.warmup):
-            runner.infer(images[0])
+            _infer(runner, images[0])
         for img in images * args.repeat:
-            r = runner.infer(img).to_dict()
+            r = _infer(runner, img).to_dict()
             r["image"] = str(img)
             results.append(r)
             if not args.quiet:
@@ -162,6 +140,16 @@ def cmd_infer(args: argparse.Namespace) -> int:
                                  "threads": args.threads, "cpu_quota": args.cpu_quota,
                                  "median": med, "requests": results})
     return 0
+
+
+def _infer(runner, image: Path):
+    """``runner.infer(image)``; a photo that cannot be read is an error naming its file."""
+    from aecnn.errors import ImageReadError
+
+    try:
+        return runner.infer(image)
+    except ImageReadError as exc:
+        raise ImageReadError(f"{image}: {exc}") from None
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
@@ -246,14 +234,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("serve", help="run the edge server")
     p.add_argument("variants", nargs="+", help="variant files (aecnn export)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7070)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=7070, help="TCP port to listen on")
     p.add_argument("--input-size", type=int, help="run at another input size than trained")
     p.add_argument("--threads", type=int, help="torch threads on the server")
     p.add_argument("--batch-window", type=float, default=0.0,
                    help="seconds to wait for more requests to batch (0: batch what queued)")
-    p.add_argument("--max-batch", type=int, default=16)
-    p.add_argument("--max-connections", type=int, default=64)
+    p.add_argument("--max-batch", type=int, default=16, help="most requests run as one batch")
+    p.add_argument("--max-connections", type=int, default=64, help="most open device connections")
     p.add_argument("--timeout", type=float, default=30.0, help="per-request seconds")
     p.set_defaults(func=cmd_serve)
 
@@ -261,11 +249,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="*", help="image files or folders")
     p.add_argument("--test", type=int, help="also the first N Caltech-101 test images")
     p.add_argument("--data", help="Caltech-101 root for --test")
-    p.add_argument("--mode", choices=("co", "local", "full"), default="co")
+    p.add_argument("--mode", choices=("co", "local", "full"), default="co",
+                   help="co: co-inference with the server; local: the whole network on the "
+                        "device; full: send the photo")
     p.add_argument("--variant", help="variant file (co, local)")
     p.add_argument("--variant-name", help="served variant that runs whole images (full)")
     p.add_argument("--server", help="HOST:PORT of aecnn serve")
-    p.add_argument("--input-size", type=int)
+    p.add_argument("--input-size", type=int,
+                   help="run the variant at this input side instead of its trained one")
     p.add_argument("--quant", default="float32",
                    help="float32 | float16 | uintN[c][@pNN] (c: per channel; @pNN: the "
                         "grid's top level at the NN-th percentile, larger values saturate)")
@@ -281,39 +272,45 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "uplink rate estimated online (needs --profile)")
     p.add_argument("--profile", help="latency profile for --adaptive")
     p.add_argument("--deadline", default="100ms", help="deadline for --adaptive")
-    p.add_argument("--repeat", type=int, default=1)
-    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeat", type=int, default=1, help="times each image is sent")
+    p.add_argument("--warmup", type=int, default=1, help="untimed requests before the timed ones")
     p.add_argument("--json", help="write every request's breakdown here")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="print only the summary")
     p.set_defaults(func=cmd_infer)
 
     p = sub.add_parser("profile", help="measure the latency model's times on real images")
     p.add_argument("variants", nargs="+", help="variant files")
     p.add_argument("--full", help="uncompressed variant (local computing, full offloading)")
-    p.add_argument("--images", nargs="*", default=[])
+    p.add_argument("--images", nargs="*", default=[],
+                   help="image files or folders to time on (besides --test)")
     p.add_argument("--test", type=int, default=8, help="first N Caltech-101 test images")
-    p.add_argument("--data")
-    p.add_argument("--input-size", type=int)
-    p.add_argument("--coders", nargs="+", default=["none", "memoryless", "per-channel"])
-    p.add_argument("--quant", default="float32")
+    p.add_argument("--data", help="Caltech-101 root for --test")
+    p.add_argument("--input-size", type=int,
+                   help="run the variants at this input side instead of their trained one")
+    p.add_argument("--coders", nargs="+", default=["none", "memoryless", "per-channel"],
+                   help="entropy coders to time")
+    p.add_argument("--quant", default="float32",
+                   help="quantisation grid of the split tensor (see aecnn infer --quant)")
     p.add_argument("--threads", type=int, default=1, help="device threads")
-    p.add_argument("--server-threads", type=int)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--server-threads", type=int,
+                   help="torch threads of the server side (default: torch's)")
+    p.add_argument("--repeats", type=int, default=3, help="timed repetitions per image")
     p.add_argument("--rtt", type=float, default=0.0, help="link round trip (ms) to add")
-    p.add_argument("--out", default="runs/profile.json")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", default="runs/profile.json", help="latency profile to write (JSON)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("plan", help="pick the most accurate variant that meets a deadline")
     p.add_argument("--profile", required=True, help="latency profile (aecnn profile)")
     p.add_argument("--rate", required=True, help="uplink rate, e.g. 10Mbps")
-    p.add_argument("--deadline", default="100ms")
-    p.add_argument("--json")
+    p.add_argument("--deadline", default="100ms", help="end-to-end deadline per image, e.g. 100ms")
+    p.add_argument("--json", help="also write the plan to this JSON file")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("fig5", help="Fig. 5 measured over shaped links (needs root)")
     p.add_argument("--config", help="YAML (see configs/runtime/)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value (repeatable)")
     p.add_argument("--replot", help="only redraw tables and figures from this fig5.json")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_fig5)

@@ -27,12 +27,13 @@ import torch
 from torch import nn
 
 from aecnn.compression.bottlenet import BottleNetDecoder, BottleNetEncoder, BottleNetHead
-from aecnn.compression.codec import FeatureCodec
+from aecnn.compression.codec import FeatureCodec, decode_packet
 from aecnn.compression.priors import Prior, fit_prior, prior_from_dict
 from aecnn.compression.pruning import pruned_head
 from aecnn.compression.quantize import DType, QuantSpec
 from aecnn.compression.recovery import FeatureRecovery, ZeroFill
 from aecnn.compression.spatial import Upsampled, halved
+from aecnn.compression.wire import Packet
 from aecnn.errors import AecnnError
 from aecnn.models import create_model, get_spec, split_model
 from aecnn.safeio import safe_torch_load
@@ -169,6 +170,45 @@ class SplitNetwork(nn.Module):
     def server(self, z: torch.Tensor) -> torch.Tensor:
         """The edge server's half: ``(B, K, H, W) -> (B, classes)``."""
         return self.tail(self.bridge(z))
+
+    @torch.inference_mode()
+    def encode(self, x: torch.Tensor, quant: str | QuantSpec = "float32", coder: str = "auto",
+               rate_bps: float = 10e6) -> Packet:
+        """Device side for one image: head, then quantise and entropy code.
+        ``x: (1, 3, S, S)`` (normalised) -> a :class:`~aecnn.compression.wire.Packet` whose
+        header names this network (``meta.name``), its split point and kept channels;
+        ``packet.to_bytes()`` is what crosses the link (docs/wire-format.md)."""
+        m = self._deployable()
+        packet, _ = self.codec(quant, coder, rate_bps).encode(
+            self.head(x)[0], m.kept, m.channels if m.kept else None, m.name, m.point)
+        return packet
+
+    @torch.inference_mode()
+    def decode(self, packet: Packet | bytes) -> torch.Tensor:
+        """Server side: a packet (or its bytes) -> logits ``(1, classes)``, through the
+        bridge (zero fill, FR or the BottleNet++ decoder) and the tail.
+
+        Raises:
+            PacketError, PayloadError: malformed bytes or a payload that does not decode.
+            VariantError: the packet is for another network, split point or channels.
+        """
+        m = self._deployable()
+        if isinstance(packet, (bytes, bytearray, memoryview)):
+            packet = Packet.from_bytes(bytes(packet))
+        h = packet.header
+        if h.model != m.name or h.split != m.point:
+            raise VariantError(f"packet is for {h.model!r} at {h.split!r}, this network is "
+                               f"{m.name!r} at {m.point!r}")
+        if m.kept is not None and tuple(h.indices) != m.kept:
+            raise VariantError("packet's kept channels differ from this network's")
+        z = decode_packet(packet, self.priors.values())[None]
+        return self.server(z.to(next(self.parameters()).device))
+
+    def _deployable(self) -> SplitMeta:
+        if self.meta is None:
+            raise VariantError("this network has no metadata (SplitMeta): build it with "
+                               "SplitNetwork.from_meta or load it with load_network")
+        return self.meta
 
 
 def save_network(net: SplitNetwork, path: str | Path, meta: SplitMeta | None = None,

@@ -9,11 +9,13 @@ import hashlib
 import json
 import random
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from aecnn.data.caltech101 import scan
+from aecnn.data.images import cache_dir
 from aecnn.errors import DatasetNotFoundError
 
 SPLITS = ("train", "val", "test")
@@ -119,8 +121,36 @@ def make_manifest(root: Path, seed: int = 0,
                     *(tuple(sorted(out[s])) for s in SPLITS))
 
 
-def load_or_make(path: str | Path, root: Path, seed: int) -> Manifest:
-    """Read the manifest at ``path``; create it from ``root`` and ``seed`` when absent."""
+PACKAGED = "caltech101_seed0.json"
+"""The split manifest that ships with the package: Caltech-101, seed 0 (every record of this
+project was made on it)."""
+LEGACY_PATHS = ("configs/splits/caltech101_seed0.json",)
+"""Where configs and checkpoints before the package shipped its manifest named it; such a
+path that does not exist means the packaged file."""
+
+
+def packaged_manifest() -> Path:
+    """The path of the packaged seed-0 manifest (package data, read through
+    :mod:`importlib.resources`)."""
+    return Path(str(resources.files("aecnn.data") / "manifests" / PACKAGED))
+
+
+def default_manifest(seed: int) -> Path:
+    """Where the Caltech-101 split of ``seed`` lives when a config names no manifest: the
+    packaged file for seed 0, else ``<cache>/splits/caltech101_seed<seed>.json`` (made from
+    the dataset on first use; cache: ``$AECNN_CACHE`` or ``~/.cache/aecnn``)."""
+    if seed == 0:
+        return packaged_manifest()
+    return cache_dir() / "splits" / f"caltech101_seed{seed}.json"
+
+
+def load_or_make(path: str | Path | None, root: Path, seed: int) -> Manifest:
+    """Read the manifest at ``path``; create it from ``root`` and ``seed`` when absent.
+
+    ``path`` None (or empty) means :func:`default_manifest` of ``seed``; one of
+    :data:`LEGACY_PATHS` that does not exist means the packaged manifest."""
+    if not path or (str(path) in LEGACY_PATHS and not Path(path).is_file()):
+        path = default_manifest(seed) if not path else packaged_manifest()
     path = Path(path)
     if path.is_file():
         m = Manifest.load(path)

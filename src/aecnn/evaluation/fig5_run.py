@@ -157,8 +157,8 @@ def start_server(link, files: list[str], log: Path, input_size: int | None = Non
 
 def run_fig5(cfg: Fig5Config, progress: bool = True) -> dict:
     """Profile, then measure every point over shaped links; returns the record."""
-    from aecnn.cli.runtime import collect_images
     from aecnn.core.split import load_network
+    from aecnn.data.collect import collect_images
     from aecnn.netem.link import LinkSpec, ShapedLink, check_link, measure_rtt
     from aecnn.runtime.profile import PHOTO_SIZES, make_photo, profile_all
 

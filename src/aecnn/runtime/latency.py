@@ -157,6 +157,10 @@ class LatencyProfile:
             raise ProfileError(f"latency profile {path} does not exist (make one with "
                                "`aecnn profile`)")
         try:
-            return LatencyProfile.from_dict(json.loads(path.read_text()))
-        except json.JSONDecodeError:
-            raise ProfileError(f"latency profile {path} is not valid JSON") from None
+            return LatencyProfile.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ProfileError(f"latency profile {path} is not valid JSON (make one with "
+                               "`aecnn profile`)") from None
+        except OSError as exc:
+            raise ProfileError(f"latency profile {path} cannot be read: "
+                               f"{exc.strerror or exc}") from None

@@ -38,7 +38,10 @@ def decode_image(data: bytes, input_size: int, max_pixels: int = MAX_PIXELS) -> 
             img = img.resize((max(1, round(w * s)), max(1, round(h * s))),
                              Image.Resampling.BILINEAR, reducing_gap=None)
             arr = np.asarray(img, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+    except UnidentifiedImageError:
+        raise ImageReadError("cannot decode image: not a format Pillow reads (JPEG, PNG, "
+                             "WebP, ...)") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"cannot decode image: {exc}") from None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 

@@ -10,12 +10,14 @@ from typing import Literal
 class DataConfig:
     """Where the images come from and how they are prepared.
 
-    ``root`` None means ``$AECNN_DATA`` or the shared default; ``manifest`` is created from
-    ``root`` and ``split_seed`` when the file does not exist yet.
+    ``root`` None means ``$AECNN_DATA`` or the shared default. ``manifest`` None means the
+    split of ``split_seed`` (the packaged file for seed 0,
+    :func:`aecnn.data.splits.default_manifest`); a path names a manifest file, created from
+    ``root`` and ``split_seed`` when it does not exist yet.
     """
 
     root: str | None = None
-    manifest: str = "configs/splits/caltech101_seed0.json"
+    manifest: str | None = None
     split_seed: int = 0
     input_size: int = 224
     subset: int | None = None

@@ -1,0 +1,38 @@
+"""What every ``aecnn`` subcommand shares: the parser class (help with defaults shown) and
+the common ``--config``/``--set`` arguments."""
+
+from __future__ import annotations
+
+import argparse
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default after its help (unless it has none: None, False or an
+    empty list), and descriptions as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        positional_optional = not action.option_strings and action.nargs in ("?", "*")
+        if ("%(default)" in text or default is None or default is False or default == []
+                or default == argparse.SUPPRESS or positional_optional):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose help shows defaults; subcommand parsers are of this class
+    too (``add_subparsers`` makes its children with the parent's class)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def add_config_args(p: argparse.ArgumentParser, what: str) -> None:
+    """``--config FILE``, repeatable ``--set KEY=VALUE`` and ``--no-progress``."""
+    p.add_argument("--config", help=f"YAML config file ({what}); its values override the "
+                                    "defaults")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value, e.g. --set optim.lr=0.05 (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
