@@ -93,7 +93,7 @@ def test_plan_with_a_binary_profile(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content", [b"garbage", b"PK\x03\x04" + bytes(100)])
-def test_corrupt_checkpoint(tmp_path, capsys, content):
+def test_corrupt_checkpoint_says_why(tmp_path, capsys, content):
     bad = tmp_path / "best.pt"
     bad.write_bytes(content)
     assert main(["evaluate", str(bad)]) == 2

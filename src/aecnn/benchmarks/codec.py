@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from aecnn.errors import CheckpointError
 from tqdm import tqdm
 
 from aecnn.compression import CODERS, QuantSpec, empirical_entropy, quantize
+from aecnn.errors import CheckpointError
 from aecnn.records import write_record
 
 KEPT = (1, 2, 4, 8, 16, 32, 64)
