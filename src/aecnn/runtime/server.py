@@ -49,6 +49,7 @@ from aecnn.runtime.metrics import Metrics
 from aecnn.runtime.preprocess import MAX_PIXELS, Preprocessor
 
 log = logging.getLogger("aecnn.serve")
+PHOTO_NICE = 10  # the photo threads' nice value, this much above the server's
 CHUNK = 64 * 2**10  # a frame's body is read (and charged to the budget) this much at a time
 
 
@@ -185,7 +186,8 @@ class EdgeServer:
         self.compute_pool = ThreadPoolExecutor(1, thread_name_prefix="aecnn-compute")
         self.packet_pool = ThreadPoolExecutor(1, thread_name_prefix="aecnn-packet")
         self.photo_pool = ThreadPoolExecutor(max(1, self.cfg.decode_workers),
-                                             thread_name_prefix="aecnn-photo")
+                                             thread_name_prefix="aecnn-photo",
+                                             initializer=_lower_priority)
         self.photos = 0  # photos admitted to the photo pool and not yet decoded
         self.batchers: dict[tuple[str, bool], _Batcher] = {}
         with torch.inference_mode():  # the (K, H, W) each variant's head sends
@@ -459,6 +461,18 @@ class EdgeServer:
         if key not in self.batchers:
             self.batchers[key] = _Batcher(self.variants[name], full, self.cfg, self.compute_pool)
         return self.batchers[key]
+
+
+def _lower_priority() -> None:
+    """Photo threads yield the CPU to the compute thread when cores are scarce (Linux
+    schedules threads one by one, so a thread may have a nice value of its own)."""
+    import os
+    import threading
+
+    with contextlib.suppress(AttributeError, OSError):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid)
+                                                 + PHOTO_NICE))
 
 
 def _reason(exc: Exception) -> str:
