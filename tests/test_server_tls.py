@@ -42,9 +42,9 @@ def test_mutual_tls_admits_only_known_devices(variant, pki):  # noqa: F811
             assert rep["label"].startswith("c") and conn.call(P.Kind.PING, b"x")[0]["echo"] == 1
         for ctx in (client_context(pki / "ca.pem"),  # no certificate
                     client_context(pki / "ca.pem", pki / "rogue.pem")):  # another CA's
-            with pytest.raises(AecnnError):
-                with Connection(run.host, run.port, timeout=10, tls=ctx) as conn:
-                    conn.call(P.Kind.FEATURE, wire)  # TLS 1.3: refused at the first read
+            with pytest.raises(AecnnError), Connection(run.host, run.port, timeout=10,
+                                                       tls=ctx) as conn:
+                conn.call(P.Kind.FEATURE, wire)  # TLS 1.3: refused at the first read
         with socket.create_connection((run.host, run.port), timeout=10) as s:
             s.sendall(P.request(P.Kind.PING, 1))  # plaintext: the handshake fails
             try:
