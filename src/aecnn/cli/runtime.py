@@ -54,15 +54,48 @@ def _load_variants(paths: list[str], input_size: int | None) -> dict:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
+    import logging
 
     from aecnn.runtime.server import ServerConfig, serve
 
+    logger = logging.getLogger("aecnn.serve")  # one timestamped line per event
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(args.log_level.upper())
     variants = _load_variants(args.variants, args.input_size)
+    tls = None
+    if args.tls_cert:
+        from aecnn.runtime.tls import server_context
+
+        tls = server_context(args.tls_cert, args.tls_key, args.tls_client_ca)
+    elif args.tls_key or args.tls_client_ca:
+        raise AecnnError("--tls-key and --tls-client-ca need --tls-cert")
     cfg = ServerConfig(host=args.host, port=args.port, max_connections=args.max_connections,
-                       request_timeout=args.timeout, batch_window=args.batch_window,
-                       max_batch=args.max_batch, threads=args.threads)
+                       max_per_peer=args.max_per_peer,
+                       first_byte_timeout=args.first_byte_timeout,
+                       request_timeout=args.timeout, idle_timeout=args.idle_timeout,
+                       buffer_budget=args.buffer_budget * 2**20,
+                       max_frame=args.max_frame * 2**20, batch_window=args.batch_window,
+                       max_batch=args.max_batch, threads=args.threads,
+                       decode_workers=args.decode_workers, decode_queue=args.decode_queue,
+                       max_pixels=args.max_pixels, tls=tls, metrics_port=args.metrics_port,
+                       metrics_host=args.metrics_host)
     asyncio.run(serve(variants, cfg))
     return 0
+
+
+def _connection(args: argparse.Namespace):
+    from aecnn.runtime.client import Connection
+
+    tls = None
+    if args.tls or args.tls_ca or args.tls_cert:
+        from aecnn.runtime.tls import client_context
+
+        tls = client_context(args.tls_ca, args.tls_cert, args.tls_key)
+    return Connection(*parse_address(args.server), tls=tls,
+                      server_hostname=args.tls_server_name).connect()
 
 
 def summarize(results: list[dict]) -> dict:
@@ -74,7 +107,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     import torch
 
     from aecnn.core.split import load_network
-    from aecnn.runtime.client import CoInference, Connection, FullOffloading, LocalComputing
+    from aecnn.runtime.client import CoInference, FullOffloading, LocalComputing
     from aecnn.runtime.units import parse_rate
 
     if args.cpu_quota:
@@ -87,7 +120,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     if args.mode == "full":
         if not args.server or not args.variant_name:
             raise AecnnError("--mode full needs --server and --variant-name (served name)")
-        conn = Connection(*parse_address(args.server)).connect()
+        conn = _connection(args)
         runner = FullOffloading(args.variant_name, conn)
     else:
         if not args.variant:
@@ -105,14 +138,14 @@ def cmd_infer(args: argparse.Namespace) -> int:
             policy = AdaptivePolicy(LatencyProfile.load(args.profile),
                                     parse_duration(args.deadline), parse_rate(args.rate),
                                     list(variants))
-            conn = Connection(*parse_address(args.server)).connect()
+            conn = _connection(args)
             runner = AdaptiveCoInference(variants, policy, conn, args.quant)
         elif args.mode == "local":
             runner = LocalComputing(var)
         else:
             if not args.server:
                 raise AecnnError("--mode co needs --server HOST:PORT")
-            conn = Connection(*parse_address(args.server)).connect()
+            conn = _connection(args)
             codec = var.codec(args.quant, args.coder, parse_rate(args.rate))
             runner = CoInference(var, codec, conn)
     results = []
@@ -221,7 +254,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="fit a context prior (wire coder 5) for this integer grid, e.g. "
                         "uint2@p90, on training images and store it in the file (repeatable)")
     p.add_argument("--prior-images", type=int, default=1000, metavar="N",
-                   help="training images each prior is fitted on (default 1000)")
+                   help="training images each prior is fitted on")
     p.add_argument("--prior-model", choices=("lattice", "raster"), default="lattice",
                    help="the priors' context model: lattice (coder 4's contexts, shared by "
                         "all channels) or raster (per-channel tables over the left, upper, "
@@ -241,8 +274,38 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-window", type=float, default=0.0,
                    help="seconds to wait for more requests to batch (0: batch what queued)")
     p.add_argument("--max-batch", type=int, default=16, help="most requests run as one batch")
-    p.add_argument("--max-connections", type=int, default=64, help="most open device connections")
-    p.add_argument("--timeout", type=float, default=30.0, help="per-request seconds")
+    p.add_argument("--max-connections", type=int, default=64,
+                   help="connection slots; when all are taken the quietest idle connection "
+                        "is evicted for a newcomer")
+    p.add_argument("--max-per-peer", type=int, default=16,
+                   help="connections one address may hold, 0: no cap")
+    p.add_argument("--first-byte-timeout", type=float, default=5.0,
+                   help="seconds a new connection (or TLS handshake) may stay silent")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="per-request seconds, from a frame's first byte to its reply")
+    p.add_argument("--idle-timeout", type=float, default=600.0,
+                   help="seconds a connection may stay silent between requests")
+    p.add_argument("--max-frame", type=int, default=32, metavar="MIB",
+                   help="largest request frame body, MiB")
+    p.add_argument("--buffer-budget", type=int, default=128, metavar="MIB",
+                   help="request bytes held in memory across all connections, MiB; beyond "
+                        "it the largest partial frame is cut")
+    p.add_argument("--decode-workers", type=int, default=1,
+                   help="threads that decode photos (IMAGE requests)")
+    p.add_argument("--decode-queue", type=int, default=4,
+                   help="photos admitted for decoding at once; more get an error")
+    p.add_argument("--max-pixels", type=int, default=50_000_000,
+                   help="largest photo, in pixels, read from its header before decoding")
+    p.add_argument("--tls-cert", help="PEM certificate chain: serve TLS (1.2+)")
+    p.add_argument("--tls-key", help="PEM private key (if not in --tls-cert)")
+    p.add_argument("--tls-client-ca", help="PEM CA: mutual TLS, admit only clients with a "
+                                           "certificate it signed")
+    p.add_argument("--metrics-port", type=int,
+                   help="serve Prometheus metrics on this port (needs prometheus-client)")
+    p.add_argument("--metrics-host", default="127.0.0.1", help="address of the metrics port")
+    p.add_argument("--log-level", default="info",
+                   choices=("debug", "info", "warning", "error"),
+                   help="aecnn.serve log level; every rejection is one warning line")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("infer", help="device client: co-inference, local or full offload")
@@ -255,6 +318,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--variant", help="variant file (co, local)")
     p.add_argument("--variant-name", help="served variant that runs whole images (full)")
     p.add_argument("--server", help="HOST:PORT of aecnn serve")
+    p.add_argument("--tls", action="store_true", help="speak TLS, checking the server "
+                                                     "against the system's CAs")
+    p.add_argument("--tls-ca", help="PEM CA that signed the server's certificate (implies "
+                                    "--tls)")
+    p.add_argument("--tls-cert", help="PEM client certificate for mutual TLS (implies --tls)")
+    p.add_argument("--tls-key", help="PEM private key (if not in --tls-cert)")
+    p.add_argument("--tls-server-name", help="name to check the server's certificate "
+                                             "against (default: the host of --server)")
     p.add_argument("--input-size", type=int,
                    help="run the variant at this input side instead of its trained one")
     p.add_argument("--quant", default="float32",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,21 +52,36 @@ class InferenceResult:
 
 
 class Connection:
-    """A blocking TCP connection to an edge server (one request at a time)."""
+    """A blocking TCP connection to an edge server (one request at a time).
+
+    ``tls``: a client context (:func:`aecnn.runtime.tls.client_context`) to speak TLS, the
+    server's certificate checked for ``server_hostname`` (default ``host``); ``source``: the
+    local address to connect from."""
 
     def __init__(self, host: str, port: int, timeout: float = 60.0,
-                 max_frame: int = P.DEFAULT_MAX_FRAME) -> None:
+                 max_frame: int = P.DEFAULT_MAX_FRAME, tls: ssl.SSLContext | None = None,
+                 server_hostname: str | None = None, source: str | None = None) -> None:
         self.addr, self.timeout, self.max_frame = (host, port), timeout, max_frame
+        self.tls, self.server_hostname, self.source = tls, server_hostname or host, source
         self.sock: socket.socket | None = None
         self.next_id = 1
 
     def connect(self) -> Connection:
+        sock = None
         try:
-            self.sock = socket.create_connection(self.addr, timeout=self.timeout)
-        except OSError as exc:
+            sock = socket.create_connection(
+                self.addr, timeout=self.timeout,
+                source_address=None if self.source is None else (self.source, 0))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.tls is not None:
+                sock = self.tls.wrap_socket(sock, server_hostname=self.server_hostname)
+        except (OSError, ssl.SSLError) as exc:
+            if sock is not None:
+                sock.close()
             raise AecnnError(f"cannot connect to the edge server at {self.addr[0]}:"
-                             f"{self.addr[1]}: {exc.strerror or exc}") from None
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                             f"{self.addr[1]}: {getattr(exc, 'strerror', None) or exc}"
+                             ) from None
+        self.sock = sock
         return self
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ both ends preprocess identically.
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import torch
@@ -17,45 +18,53 @@ from aecnn.data.transforms import eval_transform, resize_size
 from aecnn.errors import ImageReadError
 
 MAX_PIXELS = 50_000_000  # refuse decompression bombs well before PIL's own limit
+FORMATS = ("JPEG", "PNG", "BMP", "WEBP")  # what decode_image opens; no other decoder runs
+_OBJECT = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>")
 
 
 def decode_image(data: bytes, input_size: int, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
-    """Encoded image bytes -> RGB uint8 ``(3, h, w)`` with shorter side ``resize_size``.
+    """Encoded image bytes (JPEG, PNG, BMP or WebP) -> RGB uint8 ``(3, h, w)`` with shorter
+    side ``resize_size``. The pixel count is checked from the file's header, before any
+    pixel is decompressed, so the cost of a decode is bounded by ``max_pixels``.
 
     Raises:
-        ImageReadError: not an image, truncated, or more than ``max_pixels`` pixels.
+        ImageReadError: not an image of those formats, truncated, or more than
+            ``max_pixels`` pixels.
     """
     side = resize_size(input_size)
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as img:
             w, h = img.size
             if w * h > max_pixels:
-                raise ImageReadError(f"image of {w}x{h} pixels is over the limit")
+                raise ImageReadError(f"image of {w}x{h} pixels is over the limit of "
+                                     f"{max_pixels}")
             img.draft("RGB", (side, side))
-            img = img.convert("RGB")
+            img = img.convert("RGB") if img.mode != "RGB" else img
             w, h = img.size
             s = side / min(w, h)
             img = img.resize((max(1, round(w * s)), max(1, round(h * s))),
                              Image.Resampling.BILINEAR, reducing_gap=None)
             arr = np.asarray(img, dtype=np.uint8)
     except UnidentifiedImageError:
-        raise ImageReadError("cannot decode image: not a format Pillow reads (JPEG, PNG, "
-                             "WebP, ...)") from None
+        raise ImageReadError("cannot decode image: not a " + ", ".join(FORMATS)
+                             + " file") from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageReadError(f"cannot decode image: {exc}") from None
+        # PIL's messages may name Python objects with their addresses: never send those
+        raise ImageReadError(f"cannot decode image: {_OBJECT.sub('', str(exc))}") from None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
 class Preprocessor:
     """``bytes | path -> (1, 3, S, S)`` float32, the evaluation transform of the variant."""
 
-    def __init__(self, input_size: int, mean: tuple, std: tuple) -> None:
-        self.input_size = input_size
+    def __init__(self, input_size: int, mean: tuple, std: tuple,
+                 max_pixels: int = MAX_PIXELS) -> None:
+        self.input_size, self.max_pixels = input_size, max_pixels
         self.transform = eval_transform(input_size, mean, std)
 
     def __call__(self, image: bytes | str) -> torch.Tensor:
         if isinstance(image, bytes):
-            pixels = decode_image(image, self.input_size)
+            pixels = decode_image(image, self.input_size, self.max_pixels)
         else:
             pixels = load_image(image, resize_size(self.input_size))
         return self.transform(pixels)[None]

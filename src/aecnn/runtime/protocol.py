@@ -10,8 +10,9 @@ Every message is a 12-byte frame header followed by its body (little-endian)::
 
 Bodies: FEATURE = a :class:`aecnn.compression.wire.Packet` (its ``model`` field names the
 variant); IMAGE = u8 name length, the variant name (UTF-8), then the encoded image file
-(JPEG/PNG); PING = any bytes, echoed; INFO = empty. Responses carry UTF-8 JSON: for OK the
-prediction and server timings, for ERROR ``{"error": message}``. No pickle anywhere.
+(JPEG/PNG); PING = any bytes, echoed; INFO = empty. Responses carry UTF-8 strict JSON (no
+NaN or Infinity): for OK the prediction and server timings, for ERROR ``{"error": message}``.
+No pickle anywhere. docs/runtime.md has every reply field by field.
 """
 
 from __future__ import annotations
@@ -87,7 +88,12 @@ def request(kind: Kind, request_id: int, body: bytes = b"") -> bytes:
 
 
 def response(status: Status, request_id: int, payload: dict) -> bytes:
-    body = json.dumps(payload, separators=(",", ":")).encode()
+    """A response frame; its body is strict JSON (RFC 8259).
+
+    Raises:
+        ValueError: ``payload`` holds NaN or an infinity, which JSON cannot carry.
+    """
+    body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
     return Frame(RESPONSE, int(status), request_id, body).to_bytes()
 
 
@@ -110,10 +116,15 @@ def split_image_body(body: bytes) -> tuple[str, bytes]:
         raise ProtocolError("variant name is not UTF-8") from None
 
 
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
 def parse_json(body: bytes) -> dict:
+    """A response body, strictly: NaN and Infinity are refused as RFC 8259 refuses them."""
     try:
-        out = json.loads(body.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        out = json.loads(body.decode(), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError):
         raise ProtocolError("response body is not JSON") from None
     if not isinstance(out, dict):
         raise ProtocolError("response body is not a JSON object")

@@ -1,16 +1,28 @@
 """The edge server (``aecnn serve``): decode, recover, run the tail, answer.
 
-asyncio over plain TCP with the framing of :mod:`aecnn.runtime.protocol`. Why not gRPC or
-HTTP: one round trip of an empty request costs ~0.1 ms here on loopback (``aecnn bench
-transport``), far below the milliseconds of the tail, and it keeps the dependency list and
-the wire format ours, documented, and fuzzable.
+asyncio over TCP (optionally TLS, optionally with client certificates) with the framing of
+:mod:`aecnn.runtime.protocol`. Why not gRPC or HTTP: one round trip of an empty request costs
+~0.1 ms here on loopback (``aecnn bench transport``), far below the milliseconds of the tail,
+and it keeps the dependency list and the wire format ours, documented, and fuzzable.
 
 Concurrency: every connection is one asyncio task; requests of the same variant that arrive
 within ``batch_window`` seconds are stacked into one batch (dynamic batching, at most
 ``max_batch``) and run on one compute thread, so the model never competes with itself for
-cores. Decoding runs on a second thread. Limits: frame size, concurrent connections,
-per-request time. ``shutdown()`` stops accepting, answers every request already read, then
-closes.
+cores. Packets are decoded on a thread of their own, photos on a bounded pool of their own
+(``decode_workers`` threads, at most ``decode_queue`` photos admitted at once), so a photo
+flood cannot delay feature requests.
+
+Admission (:mod:`aecnn.runtime.admission` holds the bookkeeping): a new connection must send
+its first byte within ``first_byte_timeout``; one address may hold ``max_per_peer``
+connections; when all ``max_connections`` slots are taken, the connection that has been
+quiet longest (and is not being answered) is evicted to make room. The bytes of request
+frames held in memory, partial or being answered, share one server-wide ``buffer_budget``:
+a chunk that would exceed it cuts the connection holding the most. A request's deadline
+(``request_timeout``) counts from its frame's first byte to its reply.
+
+Every refusal is one log line (``aecnn.serve``: peer, request id, kind, reason) and, with
+``metrics_port``, a Prometheus counter. ``shutdown()`` stops accepting, answers every request
+already read, then closes.
 """
 
 from __future__ import annotations
@@ -18,6 +30,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,29 +39,53 @@ from dataclasses import dataclass, field
 import torch
 
 from aecnn.compression.codec import decode_packet
+from aecnn.compression.errors import PacketError
 from aecnn.compression.wire import Limits, Packet
 from aecnn.core.split import SplitNetwork
-from aecnn.errors import AecnnError
+from aecnn.errors import AecnnError, ImageReadError
 from aecnn.runtime import protocol as P
-from aecnn.runtime.preprocess import Preprocessor
+from aecnn.runtime.admission import Admission, Peer, Rejected
+from aecnn.runtime.metrics import Metrics
+from aecnn.runtime.preprocess import MAX_PIXELS, Preprocessor
 
 log = logging.getLogger("aecnn.serve")
+PHOTO_NICE = 10  # the photo threads' nice value, this much above the server's
+CHUNK = 64 * 2**10  # a frame's body is read (and charged to the budget) this much at a time
 
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Where to listen and what to accept."""
+    """Where to listen and what to accept (seconds, bytes). docs/runtime.md lists them."""
 
     host: str = "127.0.0.1"
     port: int = 7070
     max_frame: int = P.DEFAULT_MAX_FRAME
     max_connections: int = 64
+    max_per_peer: int = 16  # 0: no cap
+    first_byte_timeout: float = 5.0
     request_timeout: float = 30.0
     idle_timeout: float = 600.0
+    buffer_budget: int = 128 * 2**20
     batch_window: float = 0.002
     max_batch: int = 16
     threads: int | None = None
+    decode_workers: int = 1
+    decode_queue: int = 4
+    max_pixels: int = MAX_PIXELS
     limits: Limits = field(default_factory=Limits)
+    tls: ssl.SSLContext | None = None
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+
+    def describe(self) -> dict:
+        """The limits a client may need to know (the INFO reply's ``limits``)."""
+        return {"max_frame": self.max_frame, "max_connections": self.max_connections,
+                "max_per_peer": self.max_per_peer,
+                "first_byte_timeout": self.first_byte_timeout,
+                "request_timeout": self.request_timeout, "idle_timeout": self.idle_timeout,
+                "buffer_budget": self.buffer_budget, "decode_queue": self.decode_queue,
+                "max_pixels": self.max_pixels, "max_elements": self.limits.max_elements,
+                "max_payload": self.limits.max_payload, "tls": self.tls is not None}
 
 
 @dataclass
@@ -95,15 +133,22 @@ class _Batcher:
                     log.exception("batch failed")
                     for j in group:
                         if not j.future.done():
-                            j.future.set_exception(AecnnError(f"inference failed: {exc}"))
+                            j.future.set_exception(Rejected(f"inference failed: {exc}",
+                                                            "inference"))
                     continue
                 for j, res in zip(group, out, strict=True):
-                    if not j.future.done():
+                    if j.future.done():
+                        continue
+                    if res is None:  # NaN or infinity would not be valid JSON either
+                        j.future.set_exception(Rejected(
+                            "the network's output is not finite (inputs out of range?)",
+                            "output"))
+                    else:
                         j.future.set_result({**res, "t_queue": start - j.arrived,
                                              "batch": len(group)})
 
     @torch.inference_mode()
-    def _compute(self, jobs: list[_Job]) -> list[dict]:
+    def _compute(self, jobs: list[_Job]) -> list[dict | None]:
         x = torch.cat([j.x for j in jobs])
         v = self.variant
         t0 = time.perf_counter()
@@ -111,13 +156,16 @@ class _Batcher:
         t1 = time.perf_counter()
         r = v.bridge(z)
         t2 = time.perf_counter()
-        probs = v.tail(r).softmax(1)
+        logits = v.tail(r)
+        probs = logits.softmax(1)
         t3 = time.perf_counter()
         score, cls = probs.max(1)
+        finite = torch.isfinite(logits).all(1)
         n = len(jobs)
         return [{"class": int(c), "label": v.meta.classes[int(c)], "score": float(s),
                  "t_head": (t1 - t0) / n, "t_fr": (t2 - t1) / n, "t_es": (t3 - t2) / n,
-                 "t_batch": t3 - t0} for c, s in zip(cls, score, strict=True)]
+                 "t_batch": t3 - t0} if ok and math.isfinite(float(s)) else None
+                for c, s, ok in zip(cls, score, finite, strict=True)]
 
     def stop(self) -> None:
         self.task.cancel()
@@ -130,10 +178,17 @@ class EdgeServer:
         if not variants:
             raise AecnnError("the server needs at least one variant")
         self.variants, self.cfg = variants, cfg or ServerConfig()
-        self.prep = {n: Preprocessor(v.meta.input_size, v.meta.mean, v.meta.std)
-                     for n, v in variants.items()}
+        if self.cfg.buffer_budget < 2 * CHUNK:
+            raise AecnnError(f"buffer budget of {self.cfg.buffer_budget} bytes is below "
+                             f"{2 * CHUNK}")
+        self.prep = {n: Preprocessor(v.meta.input_size, v.meta.mean, v.meta.std,
+                                     self.cfg.max_pixels) for n, v in variants.items()}
         self.compute_pool = ThreadPoolExecutor(1, thread_name_prefix="aecnn-compute")
-        self.decode_pool = ThreadPoolExecutor(1, thread_name_prefix="aecnn-decode")
+        self.packet_pool = ThreadPoolExecutor(1, thread_name_prefix="aecnn-packet")
+        self.photo_pool = ThreadPoolExecutor(max(1, self.cfg.decode_workers),
+                                             thread_name_prefix="aecnn-photo",
+                                             initializer=_lower_priority)
+        self.photos = 0  # photos admitted to the photo pool and not yet decoded
         self.batchers: dict[tuple[str, bool], _Batcher] = {}
         with torch.inference_mode():  # the (K, H, W) each variant's head sends
             self.expect = {n: tuple(v.head(torch.zeros(1, 3, v.meta.input_size,
@@ -141,16 +196,28 @@ class EdgeServer:
                            for n, v in variants.items()}
         self.server: asyncio.base_events.Server | None = None
         self.closing = False
-        self.connections: dict[asyncio.Task, bool] = {}  # task -> busy
+        self.admission = Admission(self.cfg.max_connections, self.cfg.max_per_peer,
+                                   self.cfg.buffer_budget)
+        self.metrics = Metrics(self.cfg.metrics_port, self.cfg.metrics_host)
         self.served = 0
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
 
+    @property
+    def connections(self) -> dict:
+        """Open connections (task -> :class:`~aecnn.runtime.admission.Peer`)."""
+        return self.admission.peers
+
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> tuple[str, int]:
-        self.server = await asyncio.start_server(self._connection, self.cfg.host, self.cfg.port)
+        tls = {} if self.cfg.tls is None else {
+            "ssl": self.cfg.tls, "ssl_handshake_timeout": self.cfg.first_byte_timeout}
+        self.server = await asyncio.start_server(self._connection, self.cfg.host,
+                                                 self.cfg.port, **tls)
+        self.metrics.start()
         host, port = self.server.sockets[0].getsockname()[:2]
-        log.info("serving %s on %s:%d", ", ".join(self.variants), host, port)
+        log.info("serving %s on %s:%d%s", ", ".join(self.variants), host, port,
+                 " (TLS)" if self.cfg.tls else "")
         return host, port
 
     async def shutdown(self) -> None:
@@ -158,87 +225,185 @@ class EdgeServer:
         self.closing = True
         if self.server is not None:
             self.server.close()
-        for task, busy in list(self.connections.items()):
-            if not busy:
+        for task, peer in list(self.connections.items()):
+            if not peer.working:
                 task.cancel()
         if self.connections:
             await asyncio.gather(*self.connections, return_exceptions=True)
         for b in self.batchers.values():
             b.stop()
         self.compute_pool.shutdown(wait=True)
-        self.decode_pool.shutdown(wait=True)
+        self.packet_pool.shutdown(wait=True)
+        self.photo_pool.shutdown(wait=True)
+        self.metrics.stop()
 
-    # ------------------------------------------------------------------ requests
+    # ------------------------------------------------------------------ connections
     async def _connection(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        if self.closing or len(self.connections) >= self.cfg.max_connections:
-            writer.write(P.response(P.Status.ERROR, 0, {"error": "server busy or closing"}))
-            with contextlib.suppress(OSError):
-                await writer.drain()
-            writer.close()
-            return
-        self.connections[task] = False
+        loop = asyncio.get_running_loop()
+        addr = writer.get_extra_info("peername") or ("?", 0)
+        peer = Peer(str(addr[0]), int(addr[1]), task, loop.time())
         try:
-            while not self.closing:
-                try:  # between requests a client may stay quiet up to idle_timeout ...
-                    first = await asyncio.wait_for(reader.readexactly(1),
-                                                   self.cfg.idle_timeout)
-                except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-                    return
-                self.connections[task] = True
-                try:  # ... but once a frame has begun, all of it must come in request_timeout
-                    rid = 0
-                    raw = first + await asyncio.wait_for(
-                        reader.readexactly(P.HEADER.size - 1), self.cfg.request_timeout)
-                    kind, rid, length = P.parse_header(raw, P.REQUEST, self.cfg.max_frame)
-                    body = await asyncio.wait_for(reader.readexactly(length),
-                                                  self.cfg.request_timeout)
-                except (P.ProtocolError, asyncio.IncompleteReadError, TimeoutError) as exc:
-                    # framing is lost: answer once, then drop the connection
-                    msg = str(exc) if isinstance(exc, P.ProtocolError) else "truncated frame"
-                    writer.write(P.response(P.Status.ERROR, rid, {"error": msg}))
-                    with contextlib.suppress(OSError):
-                        await writer.drain()
-                    return
-                t_recv = time.perf_counter()
-                try:
-                    payload = await asyncio.wait_for(self._handle(kind, body),
-                                                     self.cfg.request_timeout)
-                    payload["t_server"] = time.perf_counter() - t_recv
-                    frame = P.response(P.Status.OK, rid, payload)
-                except AecnnError as exc:
-                    frame = P.response(P.Status.ERROR, rid, {"error": str(exc)})
-                except TimeoutError:
-                    frame = P.response(P.Status.ERROR, rid, {"error": "request timed out"})
-                writer.write(frame)
-                await writer.drain()
-                self.served += 1
-                self.connections[task] = False
-        except (ConnectionError, OSError):
+            if self.closing:
+                raise Rejected("server closing", "closing")
+            self.admission.admit(peer)  # may evict the quietest connection
+        except Rejected as exc:
+            self._refuse(peer, 0, None, exc.reason, str(exc))
+            writer.write(P.response(P.Status.ERROR, 0, {"error": str(exc)}))
+            await self._close(writer)
             return
-        finally:
-            self.connections.pop(task, None)
-            writer.close()
+        self.metrics.connections(len(self.connections))
+        try:
+            await self._serve_connection(peer, reader, writer)
+        except (ConnectionError, OSError):
+            pass
+        except asyncio.CancelledError:
+            if peer.evicted is None:
+                raise
+            with contextlib.suppress(AttributeError):
+                task.uncancel()
+            self._refuse(peer, peer.rid, peer.kind, "evicted", peer.evicted)
             with contextlib.suppress(Exception):
-                await writer.wait_closed()
+                writer.write(P.response(P.Status.ERROR, peer.rid or 0,
+                                        {"error": peer.evicted}))
+        finally:
+            self.admission.release(peer)
+            self.metrics.connections(len(self.connections))
+            await self._close(writer)
 
+    async def _close(self, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+        try:
+            await asyncio.wait_for(writer.wait_closed(), 1.0)
+        except Exception:  # a peer that does not read: drop it
+            writer.transport.abort()
+
+    async def _serve_connection(self, peer: Peer, reader: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        cfg = self.cfg
+        while not self.closing:
+            # a new connection must speak within first_byte_timeout; between requests a
+            # client may stay quiet up to idle_timeout
+            quiet = cfg.first_byte_timeout if peer.requests == 0 else cfg.idle_timeout
+            try:
+                first = await asyncio.wait_for(reader.read(1), quiet)
+            except TimeoutError:
+                if peer.requests == 0:
+                    self._refuse(peer, None, None, "first-byte",
+                                 f"no request within {quiet:g} s of connecting")
+                return
+            if not first:
+                return
+            # from the frame's first byte, header included, the whole request has
+            # request_timeout until its reply is written
+            deadline = loop.time() + cfg.request_timeout
+            peer.touch(loop.time())
+            peer.rid, peer.kind = None, None
+            try:
+                body = await asyncio.wait_for(self._read_frame(peer, reader, first),
+                                              cfg.request_timeout)
+            except (P.ProtocolError, Rejected, asyncio.IncompleteReadError,
+                    TimeoutError) as exc:
+                # framing is lost: answer once, then drop the connection
+                if isinstance(exc, asyncio.IncompleteReadError):
+                    reason, msg = "truncated", "truncated frame (the client hung up)"
+                elif isinstance(exc, TimeoutError):
+                    reason, msg = "deadline", (f"truncated frame: not complete within "
+                                               f"{cfg.request_timeout:g} s of its first byte")
+                else:
+                    reason, msg = _reason(exc), str(exc)
+                self.admission.uncharge(peer)
+                self._refuse(peer, peer.rid, peer.kind, reason, msg)
+                writer.write(P.response(P.Status.ERROR, peer.rid or 0, {"error": msg}))
+                with contextlib.suppress(OSError, TimeoutError):
+                    await asyncio.wait_for(writer.drain(), 1.0)
+                return
+            peer.working = True
+            t_recv = time.perf_counter()
+            kind, rid = peer.kind, peer.rid
+            try:
+                payload = await asyncio.wait_for(self._handle(kind, body),
+                                                 max(deadline - loop.time(), 0.0))
+                payload["t_server"] = time.perf_counter() - t_recv
+                frame = P.response(P.Status.OK, rid, payload)
+                self.metrics.request(kind, time.perf_counter() - t_recv)
+            except (AecnnError, TimeoutError, ValueError) as exc:
+                if isinstance(exc, TimeoutError):
+                    reason, msg = "deadline", (f"request not answered within "
+                                               f"{cfg.request_timeout:g} s of its first byte")
+                elif isinstance(exc, ValueError):  # e.g. NaN refused by the strict encoder
+                    reason, msg = "output", f"reply is not valid JSON: {exc}"
+                else:
+                    reason, msg = _reason(exc), str(exc)
+                self._refuse(peer, rid, kind, reason, msg)
+                frame = P.response(P.Status.ERROR, rid, {"error": msg})
+            del body
+            self.admission.uncharge(peer)
+            writer.write(frame)
+            try:
+                await asyncio.wait_for(writer.drain(), cfg.request_timeout)
+            except TimeoutError:
+                self._refuse(peer, rid, kind, "slow-reader", "the client does not read "
+                             "its replies")
+                return
+            self.served += 1
+            peer.requests += 1
+            peer.working = False
+            peer.touch(loop.time())
+
+    async def _read_frame(self, peer: Peer, reader: asyncio.StreamReader,
+                          first: bytes) -> bytes:
+        """The rest of a frame whose first byte came; sets ``peer.rid`` and ``peer.kind``
+        once the header is complete; every chunk of the body is charged to the budget."""
+        loop = asyncio.get_running_loop()
+        raw = first + await reader.readexactly(P.HEADER.size - 1)
+        peer.touch(loop.time())
+        peer.rid = P.HEADER.unpack(raw)[3]  # echoed from here on, whatever else is wrong
+        peer.kind = raw[3]
+        kind, _, length = P.parse_header(raw, P.REQUEST, self.cfg.max_frame)
+        chunks, got = [], 0
+        while got < length:
+            chunk = await reader.read(min(length - got, CHUNK))
+            if not chunk:
+                raise asyncio.IncompleteReadError(b"", length - got)
+            self.admission.charge(peer, len(chunk))  # may cut the largest holder (or us)
+            chunks.append(chunk)
+            got += len(chunk)
+            peer.touch(loop.time())
+        return b"".join(chunks)
+
+    def _refuse(self, peer: Peer, rid: int | None, kind: int | None, reason: str,
+                message: str) -> None:
+        name = _kind_name(kind)
+        log.warning("reject peer=%s:%d id=%s kind=%s reason=%s: %s", peer.host, peer.port,
+                    "-" if rid is None else rid, name, reason, message)
+        self.metrics.error(name, reason)
+
+    # ------------------------------------------------------------------ requests
     async def _handle(self, kind: int, body: bytes) -> dict:
         loop = asyncio.get_running_loop()
         if kind == P.Kind.PING:
             return {"echo": len(body)}
         if kind == P.Kind.INFO:
-            return {"variants": {n: v.meta.to_dict() | {"classes": len(v.meta.classes)}
-                                 for n, v in self.variants.items()}}
+            return self.info()
         t0 = time.perf_counter()
         if kind == P.Kind.FEATURE:
-            name, x = await loop.run_in_executor(self.decode_pool, self._decode_feature, body)
+            name, x = await loop.run_in_executor(self.packet_pool, self._decode_feature, body)
             full = False
         else:
             name, data = P.split_image_body(body)
             self._variant(name)
-            x = await loop.run_in_executor(self.decode_pool, self.prep[name], data)
+            if self.photos >= self.cfg.decode_queue:
+                raise Rejected(f"photo decoder busy ({self.cfg.decode_queue} photos queued); "
+                               "retry later", "photo-busy")
+            self.photos += 1
+            try:
+                x = await loop.run_in_executor(self.photo_pool, self.prep[name], data)
+            finally:
+                self.photos -= 1
             full = True
         t_dec = time.perf_counter() - t0
         job = _Job(x, full, time.perf_counter(), loop.create_future())
@@ -246,23 +411,49 @@ class EdgeServer:
         res = await job.future
         return {"variant": name, "t_dec": t_dec, **res}
 
+    def info(self) -> dict:
+        """The INFO reply: every variant, what its packets must hold, and the limits."""
+        out = {}
+        for n, v in self.variants.items():
+            m = v.meta
+            k, h, w = self.expect[n]
+            c = m.channels if m.kept is not None else k
+            out[n] = m.to_dict() | {
+                "classes": len(m.classes), "labels": list(m.classes),
+                "packet": {"model": n, "split": m.point, "channels": c, "height": h,
+                           "width": w, "kept": k,
+                           "indices": list(m.kept) if m.kept is not None else list(range(k))},
+                "priors": [{"grid": g, "levels": p.levels, "fingerprint": p.fingerprint_hex}
+                           for g, p in v.priors.items()]}
+        return {"variants": out, "limits": self.cfg.describe()}
+
     def _variant(self, name: str) -> SplitNetwork:
         if name not in self.variants:
-            raise AecnnError(f"unknown variant {name!r}; serving {', '.join(self.variants)}")
+            raise Rejected(f"unknown variant {name!r}; serving {', '.join(self.variants)}",
+                           "variant")
         return self.variants[name]
 
     def _decode_feature(self, body: bytes) -> tuple[str, torch.Tensor]:
         packet = Packet.from_bytes(body, self.cfg.limits)
         h = packet.header
         v = self._variant(h.model)
+        k, height, width = self.expect[h.model]
+        want_c = v.meta.channels if v.meta.kept is not None else k
+        want_idx = v.meta.kept if v.meta.kept is not None else tuple(range(k))
         if h.split != v.meta.point:
-            raise AecnnError(f"packet is for split {h.split!r}, variant {h.model} cuts at "
-                             f"{v.meta.point!r}")
-        if v.meta.kept is not None and tuple(h.indices) != v.meta.kept:
-            raise AecnnError("packet's kept channels differ from the variant's")
-        if h.kept_shape != self.expect[h.model]:
-            raise AecnnError(f"packet holds a {h.kept_shape} tensor, variant {h.model} "
-                             f"expects {self.expect[h.model]}")
+            raise Rejected(f"packet is for split {h.split!r}, variant {h.model} cuts at "
+                           f"{v.meta.point!r}", "field")
+        if h.channels != want_c:
+            raise Rejected(f"packet's split tensor has C={h.channels} channels, variant "
+                           f"{h.model}'s has {want_c}", "field")
+        if (h.height, h.width) != (height, width):
+            raise Rejected(f"packet holds a {h.kept_shape} tensor, variant {h.model} "
+                           f"expects {(k, height, width)}", "field")
+        if len(h.indices) != k:
+            raise Rejected(f"packet holds K={len(h.indices)} kept channels, variant "
+                           f"{h.model} expects {(k, height, width)}", "field")
+        if tuple(h.indices) != want_idx:
+            raise Rejected("packet's kept channels differ from the variant's", "field")
         return h.model, decode_packet(packet, v.priors.values())[None]
 
     def _batcher(self, name: str, full: bool) -> _Batcher:
@@ -272,6 +463,40 @@ class EdgeServer:
         return self.batchers[key]
 
 
+def _lower_priority() -> None:
+    """Photo threads yield the CPU to the compute thread when cores are scarce (Linux
+    schedules threads one by one, so a thread may have a nice value of its own)."""
+    import os
+    import threading
+
+    with contextlib.suppress(AttributeError, OSError):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid)
+                                                 + PHOTO_NICE))
+
+
+def _reason(exc: Exception) -> str:
+    """A short code for logs and metrics."""
+    if isinstance(exc, Rejected):
+        return exc.reason
+    if isinstance(exc, P.ProtocolError):
+        return "frame"
+    if isinstance(exc, PacketError):
+        return "packet"
+    if isinstance(exc, ImageReadError):
+        return "photo"
+    return "request"
+
+
+def _kind_name(kind: int | None) -> str:
+    if kind is None:
+        return "-"
+    try:
+        return P.Kind(kind).name
+    except ValueError:
+        return str(kind)
+
+
 async def serve(variants: dict[str, SplitNetwork], cfg: ServerConfig,
                 ready: asyncio.Event | None = None) -> None:
     """Run until SIGINT/SIGTERM, then shut down gracefully."""
@@ -279,7 +504,9 @@ async def serve(variants: dict[str, SplitNetwork], cfg: ServerConfig,
 
     server = EdgeServer(variants, cfg)
     host, port = await server.start()
-    print(f"aecnn serve: listening on {host}:{port} ({len(variants)} variants)", flush=True)
+    extra = f", metrics on {cfg.metrics_host}:{server.metrics.port}" if server.metrics.on else ""
+    print(f"aecnn serve: listening on {host}:{port} ({len(variants)} variants"
+          f"{', TLS' if cfg.tls else ''}{extra})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
