@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from aecnn.cli.bottlenet import add_parser, render_bottlenet_table
-from aecnn.cli.bottlenet import main as bottlenet_main
+from aecnn.cli.main import main as aecnn_main
 from aecnn.compression.bottlenet import (
     BottleNetDecoder,
     BottleNetEncoder,
@@ -123,7 +123,7 @@ def test_parser():
 
 
 def test_cli_reports_config_errors(capsys):
-    assert bottlenet_main(["train-bottlenet", "--set", "nope=1"]) == 2
+    assert aecnn_main(["train-bottlenet", "--set", "nope=1"]) == 2
     assert "unknown config key nope" in capsys.readouterr().err
 
 
@@ -197,7 +197,7 @@ def test_stages_freeze_and_resume(tiny_baseline, tmp_path, capsys):
     results = sorted(out.glob("*/*/result.json"))
     before = {p: p.read_text() for p in results}
     capsys.readouterr()
-    assert bottlenet_main(["train-bottlenet", "--no-progress", "--set",
+    assert aecnn_main(["train-bottlenet", "--no-progress", "--set",
                            f"baseline={tiny_baseline}", "--set", "points=[stem]",
                            "--set", "ratios=[2, 8]", "--set", "module.epochs=1",
                            "--set", "module.lr=0.001", "--set", "joint.epochs=1",

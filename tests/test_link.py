@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from aecnn.cli.link import add_parser
-from aecnn.cli.link import main as link_main
+from aecnn.cli.main import main as aecnn_main
 from aecnn.errors import AecnnError
 from aecnn.netem import link as L
 from aecnn.netem.link import (
@@ -188,7 +188,7 @@ def test_cli_parser_and_exit_codes(fake_measure, capsys):
     assert out[0].startswith("link: up 10 Mbps, delay 5 ms +- 1 ms, loss 1%")
     assert "uplink throughput" in out[1] and out[1].endswith("ok") and out[2].startswith("rtt:")
     fake_measure.factor = 0.5
-    assert link_main(["check", "--rate", "10Mbps"]) == 1
+    assert aecnn_main(["link", "check", "--rate", "10Mbps"]) == 1
     assert "link check failed" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
         parser.parse_args(["link", "check", "--rate", "ten"])
@@ -198,9 +198,9 @@ def test_cli_parser_and_exit_codes(fake_measure, capsys):
         parser.parse_args(["link", "check", "--rate", "1Mbps", "--attempts", "0"])
     assert "must be at least 1" in capsys.readouterr().err
     fake_measure.factor = 1.0
-    assert link_main(["check", "--rate", "10Mbps", "--attempts", "1"]) == 0
+    assert aecnn_main(["link", "check", "--rate", "10Mbps", "--attempts", "1"]) == 0
     assert "(best of" not in capsys.readouterr().out
-    assert link_main(["check", "--rate", "1Mbps", "--jitter", "5ms"]) == 2  # jitter > delay
+    assert aecnn_main(["link", "check", "--rate", "1Mbps", "--jitter", "5ms"]) == 2
     assert "must not exceed" in capsys.readouterr().err
 
 
@@ -283,7 +283,7 @@ def test_cleanup_stale_removes_only_dead_owners(netns):
 @pytest.mark.network
 def test_cli_check_on_a_real_link(netns, tmp_path, capsys):
     out = tmp_path / "link.json"
-    rc = link_main(["check", "--rate", "10Mbps", "--delay", "5ms", "--seconds", "1.5",
+    rc = aecnn_main(["link", "check", "--rate", "10Mbps", "--delay", "5ms", "--seconds", "1.5",
                     "--seed", "0", "--json", str(out)])
     lines = capsys.readouterr().out.splitlines()
     assert rc == 0, lines
