@@ -41,7 +41,7 @@ def test_installed_demo_runs_outside_the_checkout(caltech_root, tmp_path):
                            check=True, capture_output=True, text=True, cwd=work, env=run_env)
     assert Path(where.stdout.strip()).is_relative_to(env), where.stdout  # the wheel's copy
     proc = subprocess.run(
-        [str(env / "bin" / "aecnn"), "demo", "--no-progress", "--set", "data.subset=2",
+        [str(env / "bin" / "aecnn"), "demo", "--no-progress", "--set", "data.subset=1",
          "--set", "data.input_size=32", "--set", "optim.epochs=1", "--set", "threads=2"],
         cwd=work, env=run_env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
