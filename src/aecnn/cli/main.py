@@ -228,41 +228,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_reproduce(args: argparse.Namespace) -> int:
-    from aecnn.config import load_config
-    from aecnn.evaluation.reproduce import ReproConfig
-
-    config = Path(args.config or f"configs/reproduce/{args.scale}.yaml")
-    if not config.is_file():
-        from aecnn.errors import ConfigError
-
-        raise ConfigError(f"no reproduction config {config} (scales: smoke, cpu, paper)")
-    cfg = load_config(ReproConfig, config, args.overrides)
-    if args.what == "table1" and args.render_only:
-        from aecnn.evaluation.reproduce import render_only
-
-        render_only(Path(cfg.results))
-        print(f"redrew {cfg.results}/table1.md, rate_accuracy.png and side_by_side.md "
-              f"from {cfg.results}/table1.json")
-        return 0
-    if args.what == "table1":
-        from aecnn.evaluation.reproduce import reproduce_table1
-        from aecnn.evaluation.table1_repro import render_reproduction
-
-        print(render_reproduction(reproduce_table1(cfg, not args.no_progress)))
-        return 0
-    from aecnn.evaluation.reproduce import _fmt
-
-    seed = cfg.seeds[0]
-    argv = ["fig4", "--config", cfg.aecnn_config, "--point", args.point,
-            "--out", cfg.results, "--set", f"out={_fmt(cfg.aecnn_out, seed)}",
-            "--set", f"baseline={_fmt(cfg.baseline_out, seed)}/best.pt",
-            *[x for o in cfg.aecnn_overrides for x in ("--set", o)]]
-    if args.no_progress:
-        argv.append("--no-progress")
-    return main(argv)
-
-
 def _optional_parsers(sub: argparse._SubParsersAction) -> None:
     """Sub-commands whose modules live outside the core (link shaping, baselines)."""
     from aecnn.cli.bottlenet import add_parser as add_bottlenet
@@ -371,18 +336,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_runtime(sub)
     _optional_parsers(sub)
-
-    p = sub.add_parser("reproduce", help="the paper's Table I or Fig. 4 in one command")
-    p.add_argument("what", choices=("table1", "fig4"))
-    p.add_argument("--scale", choices=("smoke", "cpu", "paper"), default="smoke")
-    p.add_argument("--config", help="instead of configs/reproduce/<scale>.yaml")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--point", default="stem", help="fig4: split point")
-    p.add_argument("--render-only", action="store_true",
-                   help="table1: redraw the table and figures from the scale's table1.json "
-                        "without training or measuring")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("demo", help="the main job on the default data (make demo)")
     p.add_argument("--config", default=DEMO_CONFIG)

@@ -1,7 +1,7 @@
 """Has a stage network learnt its training batches by heart? Its top-1 on the very batches
 (order and random crops) that each of its training epochs drew, against batches it never saw.
 
-    python scripts/replayed_crops.py STAGE [STAGE ...] --out replayed.json
+    python -m experiments.scripts.replayed_crops STAGE [STAGE ...] --out replayed.json
 
 Each STAGE is a stage folder (``runs/<method>/<run>/<point>/<stage>``). For every epoch k
 of its budget the script redraws the training batches of that epoch as ``fit`` drew them
@@ -11,7 +11,7 @@ top-1 on the first ``--images`` of them, BN in training mode as the training loo
 it (on a copy, so no statistics change), the split tensor through the stage's QAT grid if it
 has one. The same is done for the baseline's epochs 0-2 and for a stream no run uses. A
 network that scores far more on the batches it trained on than on unseen ones of the same
-distribution has memorised them. Written for the stream fix in docs/reproduction.md.
+distribution has memorised them. Written for the stream fix in docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ import torch
 from aecnn.compression.quantize import QuantSpec
 from aecnn.core.split import SplitNetwork
 from aecnn.errors import AecnnError
-from aecnn.evaluation.reproduce import requantize
 from aecnn.records import write_record
 from aecnn.training.baseline import baseline_split
 from aecnn.training.checkpoint import load_checkpoint
 from aecnn.training.export import meta_from_stage
 from aecnn.training.loop import epoch_seed, make_loader, seed_everything
+from experiments.reproduce import requantize
 
 UNSEEN = "replayed-crops/unseen"
 

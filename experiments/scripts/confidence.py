@@ -2,14 +2,14 @@
 the share of test images it gets wrong with a top probability of at least 0.9, with the split
 tensor quantised to a grid as the codec would (or float32).
 
-    python scripts/confidence.py STAGE [STAGE ...] --grid uint2l3 --out confidence.json
+    python -m experiments.scripts.confidence STAGE [STAGE ...] --grid uint2l3 --out OUT.json
 
 ``--checkpoint last`` measures the network of the stage's last epoch (``last.pt``) instead
 of the one its validation accuracy picked (``best.pt``, what every other command deploys).
 
 Each STAGE is a stage folder (``runs/<method>/<run>/<point>/<stage>``); its network runs on
 its baseline's whole test split (eval transforms). Written for the ternary-QAT study in
-docs/reproduction.md; it reads the same stage folders as ``aecnn reproduce``.
+docs/experiments.md; it reads the same stage folders as ``experiments.reproduce``.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from tqdm import tqdm
 from aecnn.compression.quantize import QuantSpec
 from aecnn.core.split import SplitNetwork
 from aecnn.errors import AecnnError
-from aecnn.evaluation.reproduce import requantize
 from aecnn.records import write_record
 from aecnn.training.export import meta_from_stage, train_split_of
+from experiments.reproduce import requantize
 
 CONFIDENT = 0.9
 

@@ -1,9 +1,9 @@
 """Where one training epoch's time goes on a GPU machine: data loading alone, GPU compute
 alone, checkpoint writing, and whole epochs of the real loop (``fit``), for the 128 px
-protocol of ``configs/reproduce/gpu128-longft-ratios.yaml`` (ResNet-50 from scratch,
+protocol of ``experiments/configs/gpu128.yaml`` (ResNet-50 from scratch,
 batch 64, the packed dataset). Writes one JSON record.
 
-    python scripts/device_epoch_profile.py OUT.json [--workers 12]
+    python -m experiments.scripts.device_epoch_profile OUT.json [--workers 12]
 """
 
 from __future__ import annotations

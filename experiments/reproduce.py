@@ -1,4 +1,5 @@
-"""``aecnn reproduce table1``: the paper's Table I (and more) from records, in one command.
+"""The paper's Table I (and more) from records, in one command:
+``python -m experiments.reproduce table1 --config experiments/configs/cpu.yaml``.
 
 For each seed: the baseline, Algorithm 1 (CA_Pruned and AECNN) and BottleNet++ are trained
 or, where their records exist, reused. Then every deployed network (method x split point x
@@ -31,14 +32,15 @@ from aecnn.compression.wire import Packet
 from aecnn.config import load_config
 from aecnn.data.splits import spread_indices
 from aecnn.errors import RecordError
-from aecnn.evaluation.table1_repro import RUN_OF
 from aecnn.records import write_record
+from experiments.table1_repro import RUN_OF
 
 METHODS = ("bottlenet++", "ca_pruned", "aecnn")
 QAT_METHODS = {"aecnn": "aecnn_qat", "bottlenet": "bottlenet++_qat"}  # stage prefix -> method
 
 
 SUBSET_RULES = ("spread", "prefix")
+PAPER_TABLE = "experiments/configs/paper_table1.json"  # the paper's numbers, quoted
 
 
 def subset_indices(n: int, k: int, rule: str = "spread") -> list[int]:
@@ -63,9 +65,9 @@ def subset_label(n: int, k: int, rule: str) -> str:
 
 @dataclass(frozen=True)
 class ReproConfig:
-    """One scale of the reproduction (``configs/reproduce/<scale>.yaml``). ``{seed}`` in an
-    ``out`` template is the seed; ``{suffix}`` is empty for seed 0 and ``-seed<N>`` else,
-    so seed 0 can reuse the runs the other commands made."""
+    """One scale of the reproduction (``experiments/configs/<scale>.yaml`` and overlays).
+    ``{seed}`` in an ``out`` template is the seed; ``{suffix}`` is empty for seed 0 and
+    ``-seed<N>`` else, so seed 0 can reuse the runs the other commands made."""
 
     baseline_config: str = "configs/baseline/resnet50_cpu.yaml"
     baseline_overrides: tuple[str, ...] = ()
@@ -98,7 +100,7 @@ class ReproConfig:
     results: str = "results/reproduction/cpu"
     scale: str = "cpu"
     train: bool = True               # False: only measure and tabulate the records that exist
-    paper_table: str = "configs/reproduce/paper_table1.json"  # quoted, for the side by side
+    paper_table: str = PAPER_TABLE  # quoted, for the side by side
 
     def __post_init__(self) -> None:
         from aecnn.errors import ConfigError
@@ -510,7 +512,7 @@ def check_same_images(recs: list[dict]) -> None:
 
 def reproduce_table1(cfg: ReproConfig, progress: bool = True) -> dict:
     """Train or reuse, measure, and write ``table1.md``/``table1.json`` and the figure."""
-    from aecnn.evaluation.table1_repro import summarize
+    from experiments.table1_repro import summarize
 
     all_recs, baselines = [], []
     for seed in cfg.seeds:
@@ -543,7 +545,7 @@ def reproduce_table1(cfg: ReproConfig, progress: bool = True) -> dict:
 def render_outputs(summary: dict, results: Path) -> None:
     """``table1.md``, ``rate_accuracy.png`` and (when the paper's table is at hand)
     ``side_by_side.md`` in ``results``, all drawn from ``summary`` alone."""
-    from aecnn.evaluation.table1_repro import (
+    from experiments.table1_repro import (
         plot_rate_accuracy,
         render_reproduction,
         render_side_by_side,
@@ -552,6 +554,8 @@ def render_outputs(summary: dict, results: Path) -> None:
     (results / "table1.md").write_text(render_reproduction(summary))
     plot_rate_accuracy(summary, results / "rate_accuracy.png")
     paper_table = Path(summary["config"]["paper_table"])
+    if not paper_table.is_file():  # a record made before the quote moved to experiments/
+        paper_table = Path(PAPER_TABLE)
     if paper_table.is_file():
         paper = json.loads(paper_table.read_text())
         (results / "side_by_side.md").write_text(
@@ -574,3 +578,112 @@ def render_only(results: Path) -> dict:
         raise RecordError(f"{f} is not a reproduce-table1 record")
     render_outputs(summary, results)
     return summary
+
+
+# ------------------------------------------------------------------ command line
+CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def load_repro_config(configs: list[str | Path], overrides: list[str] | tuple[str, ...] = ()
+                      ) -> ReproConfig:
+    """A :class:`ReproConfig` from one or more YAML files, then ``key=value`` overrides.
+
+    The files compose in order, a later file's keys replacing an earlier one's (a list such
+    as ``aecnn_overrides`` is replaced whole, not appended to): a scale's base
+    (``experiments/configs/cpu.yaml``) and then named overlays
+    (``experiments/configs/overlays/*.yaml``)."""
+    import yaml
+
+    from aecnn.errors import ConfigError
+
+    if not configs:
+        raise ConfigError("no reproduction config given")
+    merged: dict = {}
+    for path in configs:
+        p = Path(path)
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p} does not exist") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p} must hold a mapping")
+        merged.update(loaded)
+    return load_config(ReproConfig, None, overrides, base=merged)
+
+
+def build_parser():
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m experiments.reproduce",
+                                description="the paper's Table I or Fig. 4 in one command")
+    p.add_argument("what", choices=("table1", "fig4"))
+    p.add_argument("--scale", default="smoke",
+                   help="experiments/configs/<scale>.yaml when no --config is given "
+                        "(smoke, cpu, paper, gpu128)")
+    p.add_argument("--config", dest="configs", action="append", default=[], metavar="YAML",
+                   help="a scale's base, then overlays (repeatable; later files win)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value after the files (repeatable)")
+    p.add_argument("--point", default="stem", help="fig4: split point")
+    p.add_argument("--render-only", action="store_true",
+                   help="table1: redraw the table and figures from the scale's table1.json "
+                        "without training or measuring")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def run(args) -> int:
+    from aecnn.cli.main import main as aecnn_main
+    from aecnn.errors import ConfigError
+
+    configs = args.configs
+    if not configs:
+        base = CONFIGS / f"{args.scale}.yaml"
+        if not base.is_file():
+            scales = ", ".join(sorted(f.stem for f in CONFIGS.glob("*.yaml")))
+            raise ConfigError(f"no reproduction config {base} (scales: {scales})")
+        configs = [base]
+    cfg = load_repro_config(configs, args.overrides)
+    if args.what == "table1" and args.render_only:
+        render_only(Path(cfg.results))
+        print(f"redrew {cfg.results}/table1.md, rate_accuracy.png and side_by_side.md "
+              f"from {cfg.results}/table1.json")
+        return 0
+    if args.what == "table1":
+        from experiments.table1_repro import render_reproduction
+
+        print(render_reproduction(reproduce_table1(cfg, not args.no_progress)))
+        return 0
+    seed = cfg.seeds[0]
+    argv = ["fig4", "--config", cfg.aecnn_config, "--point", args.point,
+            "--out", cfg.results, "--set", f"out={_fmt(cfg.aecnn_out, seed)}",
+            "--set", f"baseline={_fmt(cfg.baseline_out, seed)}/best.pt",
+            *[x for o in cfg.aecnn_overrides for x in ("--set", o)]]
+    if args.no_progress:
+        argv.append("--no-progress")
+    return aecnn_main(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m experiments.reproduce``: errors a user can cause are one line, status 2."""
+    import logging
+    import sys
+
+    from aecnn.errors import AecnnError
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except AecnnError as exc:
+        print(f"reproduce: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("reproduce: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

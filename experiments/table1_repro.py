@@ -1,4 +1,4 @@
-"""Table I of the paper and the rate-accuracy curves, from ``aecnn reproduce`` records only."""
+"""Table I of the paper and the rate-accuracy curves, from `experiments.reproduce` records only."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Markdown summary of the stage records of a reproduction run that ended before its
-measurement (float32 and QAT test accuracies only; no bytes): what
-results/reproduction/gpu128-longft-ratios/partial.md was written by.
+measurement (float32 and QAT test accuracies only; no bytes): what the
+partial 128 px GPU table (docs/experiments.md) was written by.
 
-    python scripts/stage_summary.py results/reproduction/gpu128-longft-ratios/records
+    python -m experiments.scripts.stage_summary RECORDS_FOLDER
 """
 
 from __future__ import annotations
