@@ -5,8 +5,8 @@
 #   aecnn data pack --to .device/caltech146.tar --tar && gzip .device/caltech146.tar
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux2014_x86_64 -d .device/whl constriction==0.5.0 zstandard==0.25.0
-# then run `bash experiments/scripts/device-gpu128.sh` there with `.device` carried. Everything the run
-# writes (records, tables, figures) comes back as $OUT/gpu128.tar.gz.
+# then run `bash experiments/scripts/device-gpu128.sh` there with `.device` carried.
+# Everything the run writes (records, tables, figures) comes back as $OUT/gpu128.tar.gz.
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
