@@ -1,4 +1,5 @@
-"""``aecnn reproduce table1 --scale smoke``: every cell of the table comes from records."""
+"""``python -m experiments.reproduce``: every cell of a table comes from records, and the
+committed tables are what their records give."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from aecnn.cli.main import main
+from experiments.reproduce import load_repro_config, main
+
+CONFIGS = Path("experiments/configs")
+BEST = ["--config", "experiments/configs/cpu.yaml",
+        "--config", "experiments/configs/overlays/ternary512.yaml"]
 
 
 @pytest.mark.slow
@@ -19,7 +24,7 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch, capsys):
     sets = [f"baseline_out={runs}/seed{{seed}}/baseline", f"aecnn_out={runs}/seed{{seed}}/aecnn",
             f"bottlenet_out={runs}/seed{{seed}}/bottlenet", f"measure_out={runs}/measure",
             f"results={res}"]
-    argv = ["reproduce", "table1", "--scale", "smoke", "--no-progress"]
+    argv = ["table1", "--scale", "smoke", "--no-progress"]
     for s in sets:
         argv += ["--set", s]
     assert main(argv) == 0
@@ -175,13 +180,13 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch, capsys):
     assert "prior_model: 'pixelcnn'" in capsys.readouterr().err
 
     # Fig. 4 of the same scale from the seed-0 run
-    assert main(["reproduce", "fig4", "--scale", "smoke", "--no-progress", *sum(
+    assert main(["fig4", "--scale", "smoke", "--no-progress", *sum(
         (["--set", s] for s in sets), [])]) == 0
     assert (res / "fig4_stem.png").exists() and (res / "fig4_stem.json").exists()
 
 
 def test_pareto_front_keeps_only_undominated_points():
-    from aecnn.evaluation.table1_repro import pareto_front
+    from experiments.table1_repro import pareto_front
 
     pts = [(100.0, 40.0), (50.0, 45.0), (200.0, 60.0), (150.0, 44.0), (200.0, 55.0),
            (1000.0, 59.0), (400.0, 62.0)]
@@ -195,7 +200,7 @@ def test_byte_axis_is_labelled_with_plain_numbers():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from aecnn.evaluation.table1_repro import _plain_log_ticks
+    from experiments.table1_repro import _plain_log_ticks
 
     fig, ax = plt.subplots()
     ax.set_xscale("log")
@@ -209,42 +214,68 @@ def test_byte_axis_is_labelled_with_plain_numbers():
     plt.close(fig)
 
 
-@pytest.mark.parametrize("scale", sorted(p.stem for p in Path("configs/reproduce").glob("*.yaml")))
-def test_every_shipped_scale_resolves(scale):
-    """Each scale's own keys, and the overrides it hands to the baseline, Algorithm 1 and
-    BottleNet++ configs, load (a typo would only show hours into a run otherwise)."""
+SHIPPED = [[f"{p.stem}.yaml"] for p in sorted(CONFIGS.glob("*.yaml"))] + [
+    ["cpu.yaml", f"overlays/{p.name}"] for p in sorted(CONFIGS.glob("overlays/*.yaml"))]
+
+
+@pytest.mark.parametrize("files", SHIPPED, ids=lambda f: "+".join(f))
+def test_every_shipped_config_resolves(files):
+    """Each scale's base (and each overlay over the cpu scale): its own keys, and the overrides
+    it hands to the baseline, Algorithm 1 and BottleNet++ configs, load (a typo would only
+    show hours into a run otherwise)."""
     from aecnn.config import load_config
-    from aecnn.evaluation.reproduce import ReproConfig, quant_names
     from aecnn.training import TrainConfig
     from aecnn.training.aecnn import AecnnConfig
     from aecnn.training.bottlenet import BottleNetConfig
+    from experiments.reproduce import quant_names
 
-    cfg = load_config(ReproConfig, f"configs/reproduce/{scale}.yaml")
-    assert cfg.scale == scale
+    cfg = load_repro_config([CONFIGS / f for f in files])
+    assert cfg.scale == (Path(files[0]).stem if len(files) == 1
+                         else f"cpu-{Path(files[-1]).stem}")
     load_config(TrainConfig, cfg.baseline_config, cfg.baseline_overrides)
     a = load_config(AecnnConfig, cfg.aecnn_config, cfg.aecnn_overrides)
     b = load_config(BottleNetConfig, cfg.bottlenet_config, cfg.bottlenet_overrides)
     names = quant_names(cfg)
     for spec in (*a.qat_specs, *b.qat_specs):  # every QAT grid is also measured without QAT
-        assert str(spec) in names, (scale, str(spec))
+        assert str(spec) in names, (files, str(spec))
 
 
-def test_render_only_redraws_a_recorded_table_without_its_networks(tmp_path, capsys):
+def test_config_files_compose_in_order(tmp_path, capsys):
+    """``--config`` repeats: a later file's keys replace an earlier one's (lists whole), and
+    ``--set`` applies last; a missing file is a one-line error."""
+    over = tmp_path / "over.yaml"
+    over.write_text("seeds: [5, 6]\nbits: [4]\nscale: mine\n")
+    cfg = load_repro_config([CONFIGS / "cpu.yaml", over], ["scale=set"])
+    base = load_repro_config([CONFIGS / "cpu.yaml"])
+    assert (cfg.seeds, cfg.bits, cfg.scale) == ((5, 6), (4,), "set")
+    assert cfg.aecnn_overrides == base.aecnn_overrides and cfg.results == base.results
+    assert main(["table1", "--config", str(CONFIGS / "cpu.yaml"), "--config",
+                 str(tmp_path / "nope.yaml"), "--render-only"]) == 2
+    assert "nope.yaml does not exist" in capsys.readouterr().err
+    assert main(["table1", "--scale", "nope", "--render-only"]) == 2
+    assert "no reproduction config" in capsys.readouterr().err
+
+
+KEPT = {"cpu": ["--scale", "cpu"], "cpu-ternary512": BEST}  # committed table -> its command
+
+
+@pytest.mark.parametrize("scale", sorted(KEPT))
+def test_render_only_redraws_a_recorded_table_without_its_networks(scale, tmp_path, capsys):
     """A committed table is redrawn from its JSON alone (no runs/ folder): the Markdown comes
     out byte for byte as committed and the figure is written; bad records are one-line
     errors."""
-    shipped = Path("results/reproduction/cpu-longqat")
-    res = tmp_path / "cpu-longqat"
+    shipped = Path("results/reproduction") / scale
+    res = tmp_path / scale
     res.mkdir()
     (res / "table1.json").write_bytes((shipped / "table1.json").read_bytes())
-    argv = ["reproduce", "table1", "--config", "configs/reproduce/cpu-longqat.yaml",
-            "--render-only", "--set", f"results={res}"]
+    argv = ["table1", *KEPT[scale], "--render-only", "--set", f"results={res}"]
     assert main(argv) == 0
     for name in ("table1.md", "side_by_side.md"):
         assert (res / name).read_text() == (shipped / name).read_text(), name
     assert (res / "rate_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     capsys.readouterr()
-
+    if scale != "cpu":
+        return
     (res / "table1.json").write_text("{not json")
     assert main(argv) == 2
     assert "cannot read" in capsys.readouterr().err
@@ -259,10 +290,10 @@ def test_render_only_redraws_a_recorded_table_without_its_networks(tmp_path, cap
 def test_measured_subset_spreads_over_every_class():
     """The quantised accuracy is measured on test images spread over the whole class-sorted
     split; the old ``prefix`` rule (kept for the records measured with it) misses classes."""
-    from aecnn.data.splits import Manifest
-    from aecnn.evaluation.reproduce import subset_indices
+    from aecnn.data.splits import Manifest, packaged_manifest
+    from experiments.reproduce import subset_indices
 
-    test = Manifest.load("configs/splits/caltech101_seed0.json").test
+    test = Manifest.load(packaged_manifest()).test
     labels = [label for _, label in test]
     spread = subset_indices(len(test), 600)
     assert len(spread) == len(set(spread)) == 600
@@ -275,7 +306,7 @@ def test_measured_subset_spreads_over_every_class():
 
 
 def test_a_record_made_on_other_images_is_measured_again(tmp_path):
-    from aecnn.evaluation.reproduce import _measured
+    from experiments.reproduce import _measured
 
     calls = []
 
@@ -301,7 +332,7 @@ def test_a_record_made_on_other_images_is_measured_again(tmp_path):
 def test_a_record_made_of_another_network_is_measured_again(tmp_path):
     """Same images, but the stage it was measured from changed (another FR sibling won the
     validation, or the stage was trained again): every quantisation is measured again."""
-    from aecnn.evaluation.reproduce import _measured
+    from experiments.reproduce import _measured
 
     calls = []
 
@@ -322,46 +353,50 @@ def test_a_record_made_of_another_network_is_measured_again(tmp_path):
     assert len(calls) == 3  # another FR sibling
 
 
-def _from_shipped(tmp_path: Path, shipped: str, seed: int, config: str
-                  ) -> tuple[Path, list[str]]:
-    """A copy of one seed's committed measurement records under ``tmp_path/measure``, and
-    the argv that tabulates them with scale ``config`` (``train=false``, no runs)."""
+def _from_shipped(tmp_path: Path, shipped: str, seeds: list[int]) -> tuple[Path, list[str]]:
+    """A copy of the committed measurement records of ``seeds`` under ``tmp_path/measure``,
+    and the argv that tabulates them with the scale's own command (``train=false``, no
+    runs)."""
     measure = tmp_path / "measure"
-    (measure / f"seed{seed}").mkdir(parents=True)
-    for f in Path(f"results/reproduction/{shipped}/measure/seed{seed}").glob("*.json"):
-        (measure / f"seed{seed}" / f.name).write_bytes(f.read_bytes())
-    sets = ["train=false", f"seeds=[{seed}]", f"measure_out={measure}",
+    for seed in seeds:
+        (measure / f"seed{seed}").mkdir(parents=True)
+        for f in Path(f"results/reproduction/{shipped}/measure/seed{seed}").glob("*.json"):
+            (measure / f"seed{seed}" / f.name).write_bytes(f.read_bytes())
+    sets = ["train=false", f"seeds={seeds}", f"measure_out={measure}",
             f"results={tmp_path}", f"baseline_out={tmp_path}/gone{{suffix}}"]
-    return measure, ["reproduce", "table1", "--config", f"configs/reproduce/{config}.yaml",
-                     "--no-progress", *sum((["--set", s] for s in sets), [])]
+    return measure, ["table1", *KEPT[shipped], "--no-progress",
+                     *sum((["--set", s] for s in sets), [])]
 
 
-def test_a_table_is_rebuilt_from_records_when_the_networks_are_gone(tmp_path, capsys):
-    """``train=false`` and no runs: each seed is tabulated from its measurement records
-    alone, and the numbers are those of the committed table."""
-    measure, argv = _from_shipped(tmp_path, "cpu-longft-frquiet", 0, "cpu-longft-frquiet")
+@pytest.mark.parametrize("scale", sorted(KEPT))
+def test_a_committed_table_is_its_records(scale, tmp_path, capsys):
+    """``train=false`` and no runs: each seed is tabulated from its committed measurement
+    records alone with the scale's command, and every number of the committed table1.json
+    (cells, curve, targets, paired differences) and its table1.md come out again."""
+    shipped = json.loads(Path(f"results/reproduction/{scale}/table1.json").read_text())
+    measure, argv = _from_shipped(tmp_path, scale, shipped["seeds"])
     assert main(argv) == 0
     new = json.loads((tmp_path / "table1.json").read_text())
-    assert new["baseline"]["mean"] == pytest.approx(62.903225806451616)
-    (row,) = new["rows"]
-    for m, acc in (("aecnn", 59.33), ("ca_pruned", 60.14), ("bottlenet++", 59.50)):
-        assert round(row[m]["mean"], 2) == acc
-    aecnn_qat = next(q for q in new["qat"] if q["method"] == "aecnn")
-    assert round(aecnn_qat["qat"], 2) == 62.50  # the 600 measured images
-    assert round(aecnn_qat["qat_all"]["mean"], 2) == 57.60  # all 1,736, through its grid
-    all_ = new["headline_all"]["aecnn_qat@stem"]
-    assert not all_["paper_headline_met"] and all_["within_4.5"] is None  # 5.3 points down
-    assert new["headline"]["aecnn_qat@stem"]["paper_headline_met"]  # on the 600 it is met
+    for key in ("seeds", "baseline", "baseline_subset", "rows", "curve", "qat", "headline",
+                "headline_all", "paired"):
+        if key in shipped:  # the cpu table predates the paired differences
+            if key == "curve":  # one point per record, in the order the records came
+                new[key], shipped[key] = (sorted(c[key], key=json.dumps) for c in (new, shipped))
+            assert new[key] == shipped[key], key
+    if scale == "cpu":
+        return
+    best = new["headline_all"]
+    assert (round(best["aecnn_qat@stem"]["within_3"]["compression"]),
+            round(best["bottlenet++_qat@stem"]["within_3"]["compression"])) == (975, 1078)
     md = (tmp_path / "table1.md").read_text()
-    assert "| 57.60 (-5.30) |" in md and "The same targets on all test images" in md
+    assert "| 59.77 ± 0.59 (-2.84) | 67 |" in md and "| 59.91 ± 0.92 (-2.71) | 61 |" in md
     capsys.readouterr()
     # a seed with neither runs nor records is a one-line error
-    assert main([*argv, "--set", "seeds=[0, 1]"]) == 2
-    assert "seed 1 has neither a baseline run" in capsys.readouterr().err
+    assert main([*argv, "--set", "seeds=[2, 5]"]) == 2
+    assert "seed 5 has neither a baseline run" in capsys.readouterr().err
     # records measured on other images do not go into one table
-    rec = json.loads((measure / "seed0" / "aecnn-stem-x16.json").read_text())
-    (measure / "seed0" / "aecnn-stem-x16.json").write_text(
-        json.dumps({**rec, "quant_subset": "spread"}))
+    f = measure / "seed2" / "aecnn-stem-x8.json"
+    f.write_text(json.dumps({**json.loads(f.read_text()), "quant_subset": "spread"}))
     assert main(argv) == 2
     assert "measured on different test images" in capsys.readouterr().err
 
@@ -370,74 +405,68 @@ def test_recorded_seeds_come_from_their_records_while_the_scale_trains(tmp_path,
     """``recorded_seeds``: seeds whose networks were made on another day or machine are
     tabulated from their measurement records alone even when the scale trains (here every
     seed is recorded, so nothing trains), and the table is the committed three-seed one."""
-    for seed in (0, 1, 2):
-        _, argv = _from_shipped(tmp_path / f"s{seed}", "cpu-longft-frquiet", seed,
-                                      "cpu-longft-frquiet")
-    for seed in (0, 1):  # one measure folder for the three seeds
-        (tmp_path / "s2" / "measure" / f"seed{seed}").symlink_to(
-            tmp_path / f"s{seed}" / "measure" / f"seed{seed}")
+    _, argv = _from_shipped(tmp_path, "cpu-ternary512", [2, 3, 4])
     argv = [a.replace("train=false", "train=true") for a in argv]
-    gone = tmp_path / "s2" / "gone"
-    assert main([*argv, "--set", "seeds=[0, 1, 2]", "--set", "recorded_seeds=[0, 1, 2]"]) == 0
-    new = json.loads((tmp_path / "s2" / "table1.json").read_text())
-    shipped = json.loads(Path("results/reproduction/cpu-longft-frquiet/table1.json").read_text())
+    assert main([*argv, "--set", "recorded_seeds=[2, 3, 4]"]) == 0
+    new = json.loads((tmp_path / "table1.json").read_text())
+    shipped = json.loads(Path("results/reproduction/cpu-ternary512/table1.json").read_text())
     assert new["baseline"] == shipped["baseline"] and new["rows"] == shipped["rows"]
-    assert not list(tmp_path.glob("s2/gone*"))  # no baseline was trained
+    assert not list(tmp_path.glob("gone*"))  # no baseline was trained
     capsys.readouterr()
-    assert main([*argv, "--set", "seeds=[3]", "--set", "recorded_seeds=[3]"]) == 2
-    assert "seed 3 is in recorded_seeds, but" in capsys.readouterr().err
-    assert main([*argv, "--set", "seeds=[0]", "--set", "recorded_seeds=[1]"]) == 2
-    assert "recorded_seeds: [1] are not in seeds [0]" in capsys.readouterr().err
-    assert not gone.exists()
+    assert main([*argv, "--set", "seeds=[7]", "--set", "recorded_seeds=[7]"]) == 2
+    assert "seed 7 is in recorded_seeds, but" in capsys.readouterr().err
+    assert main([*argv, "--set", "seeds=[2]", "--set", "recorded_seeds=[3]"]) == 2
+    assert "recorded_seeds: [3] are not in seeds [2]" in capsys.readouterr().err
 
 
 def test_a_table_holds_only_its_scales_cells(tmp_path):
-    """Scales may share runs: ``cpu-longft-frquiet-ratios`` adds V = 32 and 64 to seed 2 of
-    ``cpu-longft-frquiet``. Rebuilt from the wider scale's records, the V = 16 scale still
-    has its V = 16 rows only, and a record of a QAT grid the scale does not fine-tune
-    through is left out too."""
-    from aecnn.config import load_config
-    from aecnn.evaluation.reproduce import ReproConfig, ScaleCells
+    """Scales may share runs and measure folders, so a record found there belongs to a table
+    only when it is one of the scale's cells: rebuilt from the committed ternary records with
+    AECNN fine-tuned through another grid, the AECNN QAT records are left out."""
+    from experiments.reproduce import ScaleCells
 
-    shipped = Path("results/reproduction/cpu-longft-frquiet-ratios/measure/seed2")
-    _, argv = _from_shipped(tmp_path, "cpu-longft-frquiet-ratios", 2, "cpu-longft-frquiet")
-    assert main(argv) == 0
+    _, argv = _from_shipped(tmp_path, "cpu-ternary512", [2])
+    best = load_repro_config([CONFIGS / "cpu.yaml", CONFIGS / "overlays/ternary512.yaml"])
+    other = [o.replace("uint2l3@p90", "uint2@p90") for o in best.aecnn_overrides]
+    assert main([*argv, "--set", f"aecnn_overrides={json.dumps(other)}"]) == 0
     table = json.loads((tmp_path / "table1.json").read_text())
-    assert [(r["point"], r["ratio"]) for r in table["rows"]] == [("stem", 16)]
-    assert {p["ratio"] for p in table["curve"]} == {1, 16}  # the baseline and V = 16
-    wide = json.loads((shipped.parent.parent / "table1.json").read_text())
-    assert sorted(r["ratio"] for r in wide["rows"]) == [16, 32, 64]  # the records had them
+    assert [(r["point"], r["ratio"]) for r in table["rows"]] == [("stem", 32)]
+    qat = {p["method"] for p in table["curve"] if p["method"].endswith("_qat")}
+    assert qat == {"bottlenet++_qat"}
 
-    cells = ScaleCells.of(load_config(ReproConfig, "configs/reproduce/cpu-longft-frquiet.yaml"))
-    assert cells.holds("aecnn_qat", "stem", 16, "uint2@p90")
-    assert not cells.holds("aecnn_qat", "stem", 16, "uint2")  # not its grid
-    assert not cells.holds("bottlenet++", "layer1.0", 16) and cells.holds("baseline", "x", 1)
+    cells = ScaleCells.of(best)
+    assert cells.holds("aecnn_qat", "stem", 8, "uint2l3@p90")
+    assert not cells.holds("aecnn_qat", "stem", 8, "uint2l3")  # not its grid
+    assert not cells.holds("bottlenet++", "layer1.0", 8) and cells.holds("baseline", "x", 1)
     old_qat = {"method": "bottlenet++_qat", "point": "stem", "ratio": 16, "qat_bits": 2}
-    assert cells.holds_record(old_qat)  # a record from before qat_quant: uint<bits>
-    assert not cells.holds_record({**old_qat, "qat_bits": 1})
+    cpu = ScaleCells.of(load_repro_config([CONFIGS / "cpu.yaml"]))
+    assert cpu.holds_record(old_qat)  # a record from before qat_quant: uint<bits>
+    assert not cpu.holds_record({**old_qat, "qat_bits": 3})
+    assert not cells.holds_record({**old_qat, "ratio": 8, "spatial": True})  # uint2, not uint2l3
+    assert cells.holds_record({**old_qat, "ratio": 8, "spatial": True, "qat_quant": "uint2l3"})
 
 
 def test_quant_subset_must_be_a_known_rule():
     from aecnn.config import load_config
     from aecnn.errors import ConfigError
-    from aecnn.evaluation.reproduce import ReproConfig
+    from experiments.reproduce import ReproConfig
 
     with pytest.raises(ConfigError, match="quant_subset"):
-        load_config(ReproConfig, "configs/reproduce/smoke.yaml", ["quant_subset=random"])
+        load_config(ReproConfig, CONFIGS / "smoke.yaml", ["quant_subset=random"])
     with pytest.raises(ConfigError, match="measure_device"):
-        load_config(ReproConfig, "configs/reproduce/smoke.yaml", ["measure_device=gpu0"])
+        load_config(ReproConfig, CONFIGS / "smoke.yaml", ["measure_device=gpu0"])
     for ok in ("auto", "cpu", "cuda:1"):
-        assert load_config(ReproConfig, "configs/reproduce/smoke.yaml",
+        assert load_config(ReproConfig, CONFIGS / "smoke.yaml",
                            [f"measure_device={ok}"]).measure_device == ok
 
 
 def test_the_table_does_not_depend_on_the_order_of_its_records():
     """The codec columns are AECNN's (CA_Pruned's only where there is no AECNN record),
     however the records are ordered (stage order when measured, file order when rebuilt)."""
-    from aecnn.evaluation.reproduce import ReproConfig
-    from aecnn.evaluation.table1_repro import summarize
+    from experiments.reproduce import ReproConfig
+    from experiments.table1_repro import summarize
 
-    folder = Path("results/reproduction/cpu-longft-frquiet/measure/seed0")
+    folder = Path("results/reproduction/cpu-ternary512/measure/seed2")
     recs = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
     base = [{"test_top1": 62.9}]
     cfg = ReproConfig(scale="t")
@@ -454,16 +483,16 @@ def test_stride2_bottlenet_sits_in_the_row_of_as_many_elements(tmp_path):
     """BottleNet++'s stride-2 variant at V sends C/V channels at half the height and width:
     the table keys it by its element ratio 4V, pairs it with the AECNN that sends as many
     elements, names it, and a scale of one variant leaves the other's records out."""
-    from aecnn.config import load_config
-    from aecnn.evaluation.reproduce import ReproConfig, ScaleCells
-    from aecnn.evaluation.table1_repro import (
+    from experiments.reproduce import ReproConfig, ScaleCells
+    from experiments.table1_repro import (
         render_reproduction,
         render_side_by_side,
         summarize,
     )
 
-    folder = Path("results/reproduction/cpu-longft-frquiet-kd/measure/seed2")
-    recs = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
+    folder = Path("results/reproduction/cpu/measure/seed0")  # the stem at V = 16
+    recs = [r for f in sorted(folder.glob("*.json")) if (r := json.loads(f.read_text()))
+            and (r["method"] == "baseline" or (r["point"], r["ratio"]) == ("stem", 16))]
     s2 = []
     for r in recs:  # BottleNet++ at V = 4, stride 2: 16 x 8 x 8, as many as AECNN at 16
         if r["method"].startswith("bottlenet"):
@@ -489,14 +518,14 @@ def test_stride2_bottlenet_sits_in_the_row_of_as_many_elements(tmp_path):
     md = render_reproduction(pooled)
     assert "| CA_Pruned (pool 2) (%) | AECNN (pool 2) (%) |" in md
     assert "AECNN (pool 2) + QAT @ stem" in md
-    paper = json.loads(Path("configs/reproduce/paper_table1.json").read_text())
+    paper = json.loads(Path("experiments/configs/paper_table1.json").read_text())
     assert ("| ours (stride 2) | CA_Pruned paper | ours (pool 2) | AECNN paper | ours (pool 2) |"
             in render_side_by_side(pooled, paper))
 
-    cfg = "configs/reproduce/cpu-longft-frquiet-kd.yaml"
-    cells = ScaleCells.of(load_config(ReproConfig, cfg))
-    cells2 = ScaleCells.of(load_config(ReproConfig, cfg, ['bottlenet_overrides=["ratios=[4]", '
-                                                          '"spatial=true"]']))
+    cfg = [CONFIGS / "cpu.yaml"]
+    cells = ScaleCells.of(load_repro_config(cfg))
+    cells2 = ScaleCells.of(load_repro_config(cfg, ['bottlenet_overrides=["ratios=[4]", '
+                                                   '"spatial=true"]']))
     stride2 = {"method": "bottlenet++", "point": "stem", "ratio": 4, "spatial": True}
     assert cells2.holds_record(stride2) and not cells2.holds_record({**stride2, "spatial": False})
     assert not cells.holds_record({**stride2, "ratio": 16})  # a stride-1 scale: not its record
@@ -506,7 +535,7 @@ def test_stride2_bottlenet_sits_in_the_row_of_as_many_elements(tmp_path):
 def test_aecnn_and_bottlenet_are_paired_seed_by_seed():
     """The paired difference compares networks of the same seed only, float32 with float32
     and QAT grids of the same bit width; a single seed draws no paired section."""
-    from aecnn.evaluation.table1_repro import _render_paired, paired_by_seed
+    from experiments.table1_repro import _render_paired, paired_by_seed
 
     def rec(method, seed, acc, grid=None):
         r = {"method": method, "point": "stem", "ratio": 16, "seed": seed, "test_top1": acc}
@@ -533,230 +562,12 @@ def test_aecnn_and_bottlenet_are_paired_seed_by_seed():
     assert paired_by_seed([r for r in recs if r["seed"] == 0])[0]["n"] == 1
 
 
-def test_the_committed_partial_gpu_table_is_its_records_summary():
-    """results/reproduction/gpu128-longft-ratios/partial.md: every number of its table comes
-    from the committed stage records (scripts/stage_summary.py), none typed by hand."""
-    import importlib.util
+def test_the_library_never_imports_experiments():
+    """``aecnn`` is what a user imports or deploys: nothing under src/ imports experiments/."""
+    import ast
 
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("stage_summary",
-                                                  root / "scripts" / "stage_summary.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    folder = root / "results" / "reproduction" / "gpu128-longft-ratios"
-    summary = mod.main(folder / "records")
-    assert summary in (folder / "partial.md").read_text()
-    assert "| 16 | 67.05 (-1.96) | 68.03 (-0.98) | 66.53 (-2.48) |" in summary
-
-
-def test_the_documented_confidence_table_is_its_record():
-    """docs/reproduction.md's table of confidently wrong test images (ternary QAT study)
-    holds the numbers of the committed record scripts/confidence.py wrote, none by hand."""
-    root = Path(__file__).resolve().parents[1]
-    rec = json.loads((root / "results" / "reproduction" / "cpu-longft-frquiet-kd-half-tern-lr3"
-                      / "confidence.json").read_text())
-    assert rec["command"].startswith("python scripts/confidence.py")
-    cells = {(r["stage"].split("-seed")[1][0], r["stage"].rsplit("/", 1)[1], r["grid"]):
-             f"{r['top1']:.2f} %, {r['nll']:.2f}, {r['confidently_wrong']:.2f} %"
-             for r in rec["rows"]}
-    doc = (root / "docs" / "reproduction.md").read_text()
-    for label, stage, grid in (("float32 network, float32", "bottlenet-x8", "float32"),
-                               ("float32 network, `uint2l3` without QAT", "bottlenet-x8",
-                                "uint2l3"),
-                               ("ternary QAT network, `uint2l3`", "bottlenet-q2l3-x8",
-                                "uint2l3")):
-        row = f"| {label} | {cells['2', stage, grid]} | {cells['3', stage, grid]} |"
-        assert row in doc, row
-
-
-RESULTS = Path(__file__).resolve().parents[1] / "results" / "reproduction"
-
-
-def _measured(scale: str, seed: int, name: str) -> dict:
-    """One committed `aecnn reproduce` measurement record of ``scale``."""
-    return json.loads((RESULTS / scale / "measure" / f"seed{seed}" / f"{name}.json").read_text())
-
-
-def _top1_and_drop(rec: dict, base: float) -> str:
-    """A record's test top-1 and its drop from ``base`` as docs/reproduction.md writes them."""
-    return f"{rec['test_top1']:.2f} ({rec['test_top1'] - base:+.2f})".replace("-", "−")
-
-
-QAT6 = RESULTS / "cpu-longft-frquiet-kd-half-tern-qat6"
-
-
-def _qat6_file(kind: str, seed: int) -> dict:
-    """A `-tern-qat6` record beside table1.md (``qat-history-aecnn``, ``confidence-aecnn-last``,
-    ...) of ``seed``; seed 2's files were written first and carry no seed suffix."""
-    return json.loads((QAT6 / f"{kind}{'' if seed == 2 else f'-seed{seed}'}.json").read_text())
-
-
-def _raster_prior(name: str, grid: str) -> tuple[float, dict]:
-    """Bytes per image of results/codec/``name``'s raster prior fitted on all 6,073 training
-    images, over all 1,736 test tensors through ``grid``, and the record's fitting block."""
-    fit = json.loads((RESULTS.parent / "codec" / name / "prior.json").read_text())["fitting"]
-    assert fit["grid"] == grid and fit["test_images"] == 1736
-    (every,) = [p["bytes"] for p in fit["priors"] if p["model"] == "raster" and p["images"] == 6073]
-    return every, fit
-
-
-def test_the_documented_six_epoch_qat_table_is_its_records():
-    """docs/reproduction.md's `-tern-qat6` table (three against six ternary QAT epochs on
-    seeds 2, 3 and 4) holds the numbers of the committed measurement records, epoch histories,
-    scripts/confidence.py records and table1.md, none typed by hand."""
-    root = Path(__file__).resolve().parents[1]
-    doc = (root / "docs" / "reproduction.md").read_text().replace("**", "")
-    for seed in (2, 3, 4):
-        base = _measured("cpu-longft-frquiet-kd-half-tern-qat6", seed, "baseline")["test_top1"]
-        for label, name, grid, short in (
-                ("AECNN (pool 2) + `uint2l3@p90`", "aecnn_qat-stem-aecnn-q2l3p90-x8",
-                 "uint2l3@p90", "aecnn"),
-                ("BottleNet++ (stride 2) + `uint2l3`", "bottlenet++_qat-stem-bottlenet-q2l3-x8",
-                 "uint2l3", "bottlenet")):
-            three = _measured("cpu-longft-frquiet-kd-half-tern-fresh", seed, name)
-            six = _measured("cpu-longft-frquiet-kd-half-tern-qat6", seed, name)
-            b3, b6 = (r["codec"][grid]["bytes_per_image"] for r in (three, six))
-            vals = [e["val_top1"] for e in _qat6_file(f"qat-history-{short}", seed)["history"]]
-            last = _qat6_file(f"confidence-{short}-last", seed)["rows"][0]
-            assert last["checkpoint"] == "last" and last["grid"] == grid
-            assert f"-seed{seed}/" in last["stage"]
-            row = (f"| {seed} ({base:.2f} %) | {label} | {_top1_and_drop(three, base)} | "
-                   f"{_top1_and_drop(six, base)} | "
-                   f"{b3:.1f} → {b6:.1f} | {4 * six['split_elements'] / b6:,.0f} | "
-                   f"{vals.index(max(vals)) + 1} of {len(vals)} | {last['top1']:.2f} |")
-            assert row in doc, row
-    # the three-seed mean rows are table1.md's check on all test images
-    table = (QAT6 / "table1.md").read_text()
-    assert "Seeds: [2, 3, 4]" in table
-    for method, grid, cell in (("AECNN (pool 2)", "uint2l3@p90", "59.77 ± 0.59 (−2.84) | 67 | 975"),
-                               ("BottleNet++ (stride 2)", "uint2l3",
-                                "59.91 ± 0.92 (−2.71) | 61 | 1,078")):
-        acc_drop, nbytes, ratio = cell.split(" | ")
-        assert (f"| {method} @ stem | 32 | {grid} | " in table
-                and f"| {acc_drop.replace('−', '-')} | {nbytes} |" in table)
-        assert f"{ratio.replace(',', '')}x (V=32, {grid}, {acc_drop.split(' (')[0]} %" in table
-        assert f"| mean of seeds 2, 3, 4 (62.62 %) | {method} + `{grid}` | | {cell} |" in doc
-
-
-def test_the_documented_six_epoch_qat_histories_are_their_records():
-    """docs/reproduction.md's per-epoch training / validation top-1 of the `-tern-qat6` QAT
-    stages are the committed epoch histories, the epoch validation picked in bold."""
-    doc = (RESULTS.parents[1] / "docs" / "reproduction.md").read_text()
-    for seed in (2, 3, 4):
-        for label, short in (("AECNN", "aecnn"), ("BottleNet++", "bottlenet")):
-            epochs = _qat6_file(f"qat-history-{short}", seed)["history"]
-            assert [e["epoch"] for e in epochs] == list(range(1, 7))
-            vals = [e["val_top1"] for e in epochs]
-            picked = vals.index(max(vals))
-            cells = [f"{e['train_top1']:.1f} / "
-                     + (f"**{e['val_top1']:.1f}**" if i == picked else f"{e['val_top1']:.1f}")
-                     for i, e in enumerate(epochs)]
-            row = f"| {label}, seed {seed} | {' | '.join(cells)} |"
-            assert row in doc, row
-
-
-def test_the_documented_six_epoch_bytes_on_every_test_image_are_their_records():
-    """docs/reproduction.md's bytes of the `-tern-qat6` ternary networks on all 1,736 test
-    images (raster priors fitted on all training images), per seed and averaged over seeds
-    2, 3 and 4, are the committed `aecnn bench prior` records."""
-    doc = " ".join((RESULTS.parents[1] / "docs" / "reproduction.md").read_text().split())
-    for tag, method, grid in (("bn", "BottleNet++", "uint2l3"), ("aecnn", "AECNN", "uint2l3@p90")):
-        priors = [_raster_prior(f"prior-models-{tag}512-tern-qat6-seed{seed}", grid)
-                  for seed in (2, 3, 4)]
-        sent = [every for every, _ in priors]
-        full = priors[0][1]["split_float32_bytes"]
-        mean = sum(sent) / len(sent)
-        cells = [f"{b:.1f} B ({full / b:,.0f}×)" for b in sent]
-        text = (f"{method} sends {cells[0]} on seed 2, {cells[1]} on seed 3 and {cells[2]} on "
-                f"seed 4: {mean:.1f} B ({full / mean:,.0f}×) on average")
-        assert text in doc, text
-
-
-def test_the_documented_clip_sweep_is_its_records():
-    """docs/reproduction.md's clip-percentile sweep (seed 2's float AECNN through ternary grids
-    clipped at p90 ... none, before QAT) holds the numbers of the committed
-    scripts/confidence.py and `aecnn bench prior` records, none typed by hand."""
-    root = Path(__file__).resolve().parents[1]
-    sweep = (root / "results" / "reproduction" / "cpu-longft-frquiet-kd-half-tern-qat6"
-             / "clip-sweep-seed2")
-    rows = json.loads((sweep / "confidence.json").read_text())["rows"]
-    assert [r["grid"] for r in rows] == [*(f"uint2l3@p{p}" for p in (90, 93, 95, 97, 98, 99)),
-                                         "uint2l3"]
-    doc = (root / "docs" / "reproduction.md").read_text()
-    for r in rows:
-        rec = json.loads((sweep / f"prior-{r['grid'].replace('@', '-')}" / "prior.json")
-                         .read_text())
-        fit = rec["fitting"]
-        assert fit["grid"] == r["grid"] and fit["test_images"] == r["images"] == 1736
-        assert rec["stage"] == r["stage"]  # the same network in both records
-        (prior,) = fit["priors"]
-        assert prior["model"] == "raster" and prior["images"] == 6073
-        row = (f"| `{r['grid']}` | {r['top1']:.2f} | {prior['bytes']:.1f} | "
-               f"{fit['split_float32_bytes'] / prior['bytes']:,.0f} |")
-        assert row in doc, row
-
-
-def _headline(scale: str, method: str, band: str) -> tuple[dict, list[int]]:
-    """A scale's highest compression within ``band`` points on all test images, from
-    table1.json, and the seeds it is a mean over."""
-    table = json.loads((RESULTS / scale / "table1.json").read_text())
-    return table["headline_all"][f"{method}@stem"][band], table["seeds"]
-
-
-def test_the_documented_p97_clip_table_is_its_records():
-    """docs/reproduction.md's p90-against-p97 table (seeds 2, 3, 4, six ternary QAT epochs)
-    holds the numbers of the committed measurement and `aecnn bench prior` records."""
-    root = Path(__file__).resolve().parents[1]
-    doc = (root / "docs" / "reproduction.md").read_text()
-    for seed in (2, 3, 4):
-        for scale, grid, tag in (("cpu-longft-frquiet-kd-half-tern-qat6", "uint2l3@p90", ""),
-                                 ("cpu-longft-frquiet-kd-half-tern-qat6-p97", "uint2l3@p97",
-                                  "-p97")):
-            base = _measured(scale, seed, "baseline")["test_top1"]
-            rec = _measured(scale, seed, f"aecnn_qat-stem-aecnn-q2l3{grid[-3:]}-x8")
-            every, _ = _raster_prior(f"prior-models-aecnn512-tern-qat6{tag}-seed{seed}", grid)
-            first = rec["codec"][grid]["bytes_per_image"]
-            full = 4 * rec["split_elements"]
-            row = (f"| {seed} | `{grid}` | {_top1_and_drop(rec, base)} | {first:.1f} | "
-                   f"{full / first:,.0f} | "
-                   f"{every:.1f} ({full / every:,.0f}) |")
-            assert row in doc, row
-    # the three-seed means in the text are the two tables' checks on all test images
-    text = " ".join(doc.split())
-    for scale, grid, ratio, drop in (("cpu-longft-frquiet-kd-half-tern-qat6", "uint2l3@p90",
-                                      975, "2.84"),
-                                     ("cpu-longft-frquiet-kd-half-tern-qat6-p97",
-                                      "uint2l3@p97", 1080, "3.73")):
-        best, seeds = _headline(scale, "aecnn_qat", "within_4.5")
-        assert seeds == [2, 3, 4] and best["n"] == 3 and best["quant"] == grid
-        assert (round(best["compression"]), f"{best['drop']:.2f}") == (ratio, drop), scale
-    assert "mean is 1,080× at 3.73 down, against 975× at 2.84 with p90" in text
-
-
-def test_the_documented_targets_at_a_glance_are_their_records():
-    """docs/reproduction.md's *Where the targets stand* table quotes each scale's table1.json:
-    the best point per target and the paired AECNN-minus-BottleNet++ differences."""
-    doc = (RESULTS.parents[1] / "docs" / "reproduction.md").read_text()
-    start = doc.index("## Where the targets stand")
-    glance = doc[start:doc.index("## ", start + 3)]
-    for scale, method, band, grid, seeds in (
-            ("cpu-longft-frquiet-kd-half-seeds", "bottlenet++_qat", "within_3", "uint2", [2, 3]),
-            ("cpu-longft-frquiet", "aecnn_qat", "within_4.5", "uint2@p90", [0, 1, 2]),
-            ("cpu-longft-frquiet-kd-half-tern-qat6", "bottlenet++_qat", "within_3", "uint2l3",
-             [2, 3, 4]),
-            ("cpu-longft-frquiet-kd-half-tern-qat6", "aecnn_qat", "within_3", "uint2l3@p90",
-             [2, 3, 4]),
-            ("cpu-longft-frquiet-kd-half-tern-qat6-p97", "aecnn_qat", "within_4.5",
-             "uint2l3@p97", [2, 3, 4])):
-        best, table_seeds = _headline(scale, method, band)
-        assert best["quant"] == grid and best["n"] == len(seeds) and table_seeds == seeds
-        assert f"{best['compression']:,.0f}× at {best['drop']:.2f} down" in glance, (scale, method)
-        assert f"../results/reproduction/{scale}/table1.md" in glance
-    paired = json.loads((RESULTS / "cpu-longft-frquiet-kd-half-tern-qat6" / "table1.json")
-                        .read_text())["paired"]
-    by_grid = {p["aecnn_grid"]: p for p in paired}
-    for grid, text in (("float32", "+{mean:.2f} ± {std:.2f} points, ahead on {ahead} of {n}"),
-                       ("uint2l3@p90", "{mean:.2f} ± {std:.2f}, ahead on {ahead} of {n}")):
-        p = by_grid[grid]
-        cell = text.format(mean=p["mean"], std=p["std"], ahead=p["aecnn_ahead"], n=p["n"])
-        assert cell.replace("-", "−") in glance, cell
+    for f in Path("src/aecnn").rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.split(".")[0] == "experiments" for n in names), f
