@@ -32,3 +32,11 @@ def test_readme_api_example_runs(caltech_root, tmp_path, monkeypatch, capsys):
 
 def test_readme_is_short():
     assert len(README.read_bytes()) <= 12 * 1024
+
+
+def test_readme_results_table_is_generated_from_the_records():
+    from experiments.headline import render
+
+    text = README.read_text()
+    block = text.split("tests/test_readme.py checks it -->\n", 1)[1].split("\n<!-- results: end")[0]
+    assert block.strip() == render().strip()
