@@ -40,3 +40,19 @@ def test_readme_results_table_is_generated_from_the_records():
     text = README.read_text()
     block = text.split("tests/test_readme.py checks it -->\n", 1)[1].split("\n<!-- results: end")[0]
     assert block.strip() == render().strip()
+
+
+def test_readme_numbers_match_the_package():
+    """The split sizes and the demo's photo count that README quotes."""
+    import yaml
+
+    from aecnn.cli.demo import DEMO_CONFIG
+    from aecnn.data.splits import Manifest, packaged_manifest
+
+    text = " ".join(README.read_text().split())
+    m = Manifest.load(packaged_manifest())
+    assert f"{len(m.train):,} / {len(m.val):,} / {len(m.test):,} train / val / test" in text
+    demo = yaml.safe_load(DEMO_CONFIG.read_text())
+    per_class, size = demo["data"]["subset"], demo["data"]["input_size"]
+    assert f"on {per_class} images per class at {size} px" in text
+    assert f"sends the {len(m.classes) * max(1, per_class // 4)} test photos" in text
