@@ -50,8 +50,14 @@ _API = {
 __all__ = ["AecnnError", "__version__", *_API]
 
 
+_PACKAGES = ("models", "data", "compression", "core", "training", "runtime", "netem",
+             "evaluation", "benchmarks", "cli")
+
+
 def __getattr__(name: str) -> Any:
-    """Import a public name on first use (PEP 562)."""
+    """Import a public name, or one of the subpackages, on first use (PEP 562)."""
+    if name in _PACKAGES:
+        return import_module(f"aecnn.{name}")
     where = _API.get(name)
     if where is None:
         raise AttributeError(f"module 'aecnn' has no attribute {name!r}")
