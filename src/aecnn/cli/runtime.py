@@ -21,23 +21,45 @@ def parse_address(text: str) -> tuple[str, int]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from aecnn.training.export import export_from
+    if not args.out and not args.onnx:
+        raise AecnnError("give --out FILE (variant file), --onnx FILE (device head), or both")
+    if args.out:
+        from aecnn.training.export import export_from
 
-    var = export_from(args.source, args.out, args.point, args.name, args.best,
-                      tuple(args.prior or ()), args.prior_images, args.baseline,
-                      progress=not args.no_progress, prior_model=args.prior_model)
+        var = export_from(args.source, args.out, args.point, args.name, args.best,
+                          tuple(args.prior or ()), args.prior_images, args.baseline,
+                          progress=not args.no_progress, prior_model=args.prior_model)
+        _describe(var, args.out)
+    else:
+        from aecnn.core.split import load_network
+
+        if args.prior or args.point or args.name or args.best:
+            raise AecnnError("--onnx without --out reads a variant file: --prior, --point, "
+                             "--name and --best need --out")
+        var = load_network(args.source)
+    if args.onnx:
+        from aecnn.runtime.onnx_export import export_onnx
+
+        path = export_onnx(var, args.onnx, args.quant, args.input_size)
+        size = args.input_size or var.meta.input_size
+        prior = " and its context prior" if var.prior(args.quant) is not None else ""
+        print(f"{var.meta.name}: device head at {size} px with the {args.quant} quantiser"
+              f"{prior} -> {path} ({path.stat().st_size / 1e6:.1f} MB, ONNX)")
+    return 0
+
+
+def _describe(var, out: str) -> None:
     meta = var.meta
     acc = f", test top-1 {meta.test_top1:.2f} %" if meta.test_top1 is not None else ""
     kept = len(meta.kept) if meta.kept else meta.channels // meta.ratio
     shape = f" ({meta.fr_shape})" if meta.fr_shape else ""
     half = ", at half height and width" if meta.spatial else ""
     print(f"{meta.name}: {meta.model_name} cut at {meta.point}, bridge {meta.bridge}{shape}, "
-          f"V={meta.ratio} ({kept}/{meta.channels} channels{half}){acc} -> {args.out}")
+          f"V={meta.ratio} ({kept}/{meta.channels} channels{half}){acc} -> {out}")
     for grid, prior in var.priors.items():
         print(f"  context prior for {grid}: {prior.fingerprint_hex} ({prior.model} model, "
               f"{prior.levels} levels, fitted on {prior.images} training tensors; "
               "wire coder 5)")
-    return 0
 
 
 def _load_variants(paths: list[str], input_size: int | None) -> dict:
@@ -103,19 +125,51 @@ def summarize(results: list[dict]) -> dict:
     return {k: statistics.median(r[k] for r in results) for k in (*TIMES, "bytes_up")}
 
 
+def _onnx_runner(args: argparse.Namespace):
+    """``--engine onnxruntime``: the device head from the ONNX file, no torch on this path."""
+    from aecnn.compression.quantize import QuantSpec
+    from aecnn.runtime.onnx_head import OnnxCoInference, OnnxHead
+    from aecnn.runtime.units import parse_rate
+
+    if args.mode != "co" or args.adaptive:
+        raise AecnnError("--engine onnxruntime runs co-inference only (--mode co, no "
+                         "--adaptive)")
+    if not args.variant or not args.server:
+        raise AecnnError("--engine onnxruntime needs --variant HEAD.onnx (aecnn export "
+                         "--onnx) and --server HOST:PORT")
+    if args.input_size:
+        raise AecnnError("an ONNX head runs at the input size it was exported at (aecnn "
+                         "export --onnx --input-size)")
+    head = OnnxHead(args.variant, args.threads)
+    if args.quant and QuantSpec.parse(args.quant) != head.quant:
+        raise AecnnError(f"{args.variant} quantises to {head.quant} (its graph), not "
+                         f"{args.quant}; export it again with --quant {args.quant}")
+    conn = _connection(args)
+    return OnnxCoInference(head, head.codec(args.coder, parse_rate(args.rate)), conn), conn
+
+
 def cmd_infer(args: argparse.Namespace) -> int:
+    if args.cpu_quota:
+        from aecnn.runtime.weak import limit_cpu
+
+        limit_cpu(args.cpu_quota)
+    images = collect_images(args.images, args.test, args.data)
+    if args.engine == "onnxruntime":
+        runner, conn = _onnx_runner(args)
+    else:
+        runner, conn = _torch_runner(args)
+    return _run(args, runner, conn, images)
+
+
+def _torch_runner(args: argparse.Namespace):
     import torch
 
     from aecnn.core.split import load_network
     from aecnn.runtime.client import CoInference, FullOffloading, LocalComputing
     from aecnn.runtime.units import parse_rate
 
-    if args.cpu_quota:
-        from aecnn.runtime.weak import limit_cpu
-
-        limit_cpu(args.cpu_quota)
     torch.set_num_threads(args.threads)
-    images = collect_images(args.images, args.test, args.data)
+    quant = args.quant or "float32"
     conn = None
     if args.mode == "full":
         if not args.server or not args.variant_name:
@@ -139,15 +193,19 @@ def cmd_infer(args: argparse.Namespace) -> int:
                                     parse_duration(args.deadline), parse_rate(args.rate),
                                     list(variants))
             conn = _connection(args)
-            runner = AdaptiveCoInference(variants, policy, conn, args.quant)
+            runner = AdaptiveCoInference(variants, policy, conn, quant)
         elif args.mode == "local":
             runner = LocalComputing(var)
         else:
             if not args.server:
                 raise AecnnError("--mode co needs --server HOST:PORT")
             conn = _connection(args)
-            codec = var.codec(args.quant, args.coder, parse_rate(args.rate))
+            codec = var.codec(quant, args.coder, parse_rate(args.rate))
             runner = CoInference(var, codec, conn)
+    return runner, conn
+
+
+def _run(args: argparse.Namespace, runner, conn, images: list[Path]) -> int:
     results = []
     try:
         for _ in range(args.warmup):
@@ -170,7 +228,8 @@ def cmd_infer(args: argparse.Namespace) -> int:
         from aecnn.records import write_record
 
         write_record(args.json, {"kind": "inference", "mode": runner.mode,
-                                 "threads": args.threads, "cpu_quota": args.cpu_quota,
+                                 "engine": args.engine, "threads": args.threads,
+                                 "cpu_quota": args.cpu_quota,
                                  "median": med, "requests": results})
     return 0
 
@@ -245,7 +304,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                                       "or a baseline checkpoint")
     p.add_argument("source", help="stage folder (pruned-xV, aecnn-xV, bottlenet-xV) or "
                                   "baseline best.pt")
-    p.add_argument("--out", required=True, help="variant file to write (.pt)")
+    p.add_argument("--out", help="variant file to write (.pt)")
     p.add_argument("--point", help="split point, for a baseline checkpoint")
     p.add_argument("--name", help="variant name (default: model-point-bridge-xV)")
     p.add_argument("--best", action="store_true",
@@ -262,6 +321,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "codes); default lattice")
     p.add_argument("--baseline", help="baseline best.pt whose training split fits the priors "
                                       "(default: the one the stage was trained from)")
+    p.add_argument("--onnx", metavar="FILE",
+                   help="also write the device side (head, kept channels or encoder, and the "
+                        "--quant quantiser up to integer symbols) as ONNX, for aecnn infer "
+                        "--engine onnxruntime; without --out, SOURCE is a variant file")
+    p.add_argument("--quant", default="uint8",
+                   help="the grid the ONNX head quantises to (see aecnn infer --quant; a "
+                        "float grid: the head's features only)")
+    p.add_argument("--input-size", type=int,
+                   help="the ONNX head's input side (default: the variant's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_export)
 
@@ -315,7 +383,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=("co", "local", "full"), default="co",
                    help="co: co-inference with the server; local: the whole network on the "
                         "device; full: send the photo")
-    p.add_argument("--variant", help="variant file (co, local)")
+    p.add_argument("--variant", help="variant file (co, local); with --engine onnxruntime "
+                                     "the ONNX head (aecnn export --onnx)")
+    p.add_argument("--engine", choices=("torch", "onnxruntime"), default="torch",
+                   help="what runs the device head: torch, or ONNX Runtime from the ONNX "
+                        "file alone (co-inference; needs the onnx extra)")
     p.add_argument("--variant-name", help="served variant that runs whole images (full)")
     p.add_argument("--server", help="HOST:PORT of aecnn serve")
     p.add_argument("--tls", action="store_true", help="speak TLS, checking the server "
@@ -328,14 +400,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                                              "against (default: the host of --server)")
     p.add_argument("--input-size", type=int,
                    help="run the variant at this input side instead of its trained one")
-    p.add_argument("--quant", default="float32",
+    p.add_argument("--quant",
                    help="float32 | float16 | uintN[c][@pNN] (c: per channel; @pNN: the "
-                        "grid's top level at the NN-th percentile, larger values saturate)")
+                        "grid's top level at the NN-th percentile, larger values saturate); "
+                        "default float32, with --engine onnxruntime the ONNX head's grid")
     p.add_argument("--coder", default="auto",
                    help="none | zstd | memoryless | per-channel | context | prior (the variant's "
                         "context prior for --quant, from aecnn export --prior) | auto")
     p.add_argument("--rate", default="10Mbps", help="uplink rate that --coder auto assumes")
-    p.add_argument("--threads", type=int, default=1, help="device torch threads (1: weak)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="device threads of torch or ONNX Runtime (1: weak)")
     p.add_argument("--cpu-quota", type=float, help="also cap the device at this many CPUs "
                                                    "(cgroup v2, needs root)")
     p.add_argument("--adaptive", nargs="+", metavar="VARIANT",

@@ -14,12 +14,13 @@ same prior.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from aecnn.compression.entropy import (
     CODERS,
@@ -35,6 +36,11 @@ from aecnn.compression.prior import FINGERPRINT_BYTES, PriorError
 from aecnn.compression.priors import Prior
 from aecnn.compression.quantize import DType, QuantSpec, dequantize, quantize
 from aecnn.compression.wire import Packet, PacketHeader
+
+# torch is imported only where a tensor is made, so a device that codes numpy arrays (an ONNX
+# Runtime head, aecnn.runtime.onnx_head) runs without it
+if TYPE_CHECKING:
+    import torch
 
 AUTO_CANDIDATES = ("none", "memoryless", "per-channel", "context")
 PRIOR = "prior"
@@ -145,13 +151,28 @@ class FeatureCodec:
         """Encode ``x`` of shape ``(K, H, W)`` or ``(1, K, H, W)``: the kept channels
         ``indices`` (default: all) of a split tensor with ``channels`` channels."""
         t0 = time.perf_counter()
-        arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        arr = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
         if arr.ndim == 4 and arr.shape[0] == 1:
             arr = arr[0]
-        k = arr.shape[0]
-        indices = tuple(range(k)) if indices is None else tuple(int(i) for i in indices)
         symbols, lo, step = quantize(arr, self.quant)
         t1 = time.perf_counter()
+        packet, stats = self.encode_symbols(symbols, lo, step, arr.shape, indices, channels,
+                                            model, split)
+        return packet, dataclasses.replace(stats, quantize_s=t1 - t0)
+
+    def encode_symbols(self, symbols: np.ndarray, lo: np.ndarray, step: np.ndarray,
+                       shape: tuple[int, ...], indices: tuple[int, ...] | None = None,
+                       channels: int | None = None, model: str = "", split: str = ""
+                       ) -> tuple[Packet, EncodeStats]:
+        """Entropy code symbols that :func:`~aecnn.compression.quantize.quantize` gave for
+        this codec's grid (or a device graph that computes the same, e.g. ONNX): ``symbols``
+        uint8 of the kept ``shape`` ``(K, H, W)`` (for float grids, the raw bytes
+        ``(K, H, W * itemsize)``), ``lo`` and ``step`` float32 ``(1,)`` or ``(K,)`` (empty for
+        float grids). The rest as :meth:`encode`; ``quantize_s`` is 0."""
+        t1 = time.perf_counter()
+        k, h, w = (int(d) for d in shape[-3:])
+        symbols = np.ascontiguousarray(symbols, dtype=np.uint8).reshape(k, h, -1)
+        indices = tuple(range(k)) if indices is None else tuple(int(i) for i in indices)
         name = (self.profile.choose(symbols, self.quant.levels, self.rate_bps, self.prior)
                 if self.coder == "auto" else self.coder)
         if name == PRIOR:
@@ -161,14 +182,13 @@ class FeatureCodec:
         t2 = time.perf_counter()
         uint = self.quant.dtype == DType.UINT
         header = PacketHeader(
-            model=model, split=split, channels=channels or k, height=arr.shape[1],
-            width=arr.shape[2], indices=indices, dtype=self.quant.dtype,
-            bits=self.quant.bits if uint else 0, coder=coder_id,
-            qparams=(2 if self.quant.per_channel else 1) if uint else 0,
-            lo=tuple(float(v) for v in lo), step=tuple(float(v) for v in step))
+            model=model, split=split, channels=channels or k, height=h, width=w,
+            indices=indices, dtype=self.quant.dtype, bits=self.quant.bits if uint else 0,
+            coder=coder_id, qparams=(2 if self.quant.per_channel else 1) if uint else 0,
+            lo=tuple(float(v) for v in np.ravel(lo)),
+            step=tuple(float(v) for v in np.ravel(step)))
         packet = Packet(header, payload)
-        return packet, EncodeStats(t1 - t0, t2 - t1, len(payload),
-                                   len(packet.to_bytes()), name)
+        return packet, EncodeStats(0.0, t2 - t1, len(payload), len(packet.to_bytes()), name)
 
 
 def pick_prior(priors: Prior | Iterable[Prior] | None, levels: int,
@@ -224,11 +244,15 @@ def decode_packet(packet: Packet,
                         np.asarray(h.step, np.float32), shape)
     if not np.isfinite(values).all():
         raise PayloadError("payload decodes to NaN or infinite values")
+    import torch
+
     return torch.from_numpy(values)
 
 
 def scatter_channels(kept: torch.Tensor, header: PacketHeader) -> torch.Tensor:
     """Place the kept channels ``(K, H, W)`` at their indices in a zero ``(C, H, W)``."""
+    import torch
+
     full = torch.zeros(header.full_shape, dtype=kept.dtype)
     full[list(header.indices)] = kept
     return full

@@ -11,19 +11,34 @@ propagation, the small reply, framing), ``t_dec``, ``t_fr``, ``t_es`` (server), 
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import ssl
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from aecnn.compression.codec import FeatureCodec
-from aecnn.core.split import SplitNetwork
 from aecnn.errors import AecnnError
 from aecnn.runtime import protocol as P
 from aecnn.runtime.preprocess import Preprocessor
+
+# torch is imported when a torch network runs, so that Connection and InferenceResult serve
+# the torch-free ONNX Runtime device (aecnn.runtime.onnx_head) too
+if TYPE_CHECKING:
+    from aecnn.compression.codec import FeatureCodec
+    from aecnn.core.split import SplitNetwork
+
+
+def _inference_mode(fn):
+    """``fn`` under ``torch.inference_mode()``, torch imported at the call."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        import torch
+
+        with torch.inference_mode():
+            return fn(*args, **kwargs)
+    return run
 
 
 @dataclass(frozen=True)
@@ -158,7 +173,7 @@ class CoInference:
         m = variant.meta
         self.prep = Preprocessor(m.input_size, m.mean, m.std)
 
-    @torch.inference_mode()
+    @_inference_mode
     def infer(self, image: bytes | str | Path) -> InferenceResult:
         data = _read(image)
         m = self.variant.meta
@@ -189,7 +204,7 @@ class LocalComputing:
         m = variant.meta
         self.prep = Preprocessor(m.input_size, m.mean, m.std)
 
-    @torch.inference_mode()
+    @_inference_mode
     def infer(self, image: bytes | str | Path) -> InferenceResult:
         data = _read(image)
         t0 = time.perf_counter()

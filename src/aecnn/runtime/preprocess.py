@@ -1,29 +1,46 @@
 """From encoded image bytes to the model input: decode, resize, centre crop, normalise.
 
 Used on the device (local computing, co-inference) and on the server (full offloading), so
-both ends preprocess identically.
+both ends preprocess identically. :class:`ArrayPreprocessor` is the same in numpy alone, for
+a device without torch (the ONNX Runtime head); torch is imported only by the torch path.
 """
 
 from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
-from aecnn.data.images import load_image
-from aecnn.data.transforms import eval_transform, resize_size
 from aecnn.errors import ImageReadError
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_PIXELS = 50_000_000  # refuse decompression bombs well before PIL's own limit
 FORMATS = ("JPEG", "PNG", "BMP", "WEBP")  # what decode_image opens; no other decoder runs
 _OBJECT = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>")
 
 
+def resize_size(input_size: int) -> int:
+    """Shorter side before the centre crop (:func:`aecnn.data.transforms.resize_size`)."""
+    return round(input_size * 256 / 224)
+
+
 def decode_image(data: bytes, input_size: int, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
     """Encoded image bytes (JPEG, PNG, BMP or WebP) -> RGB uint8 ``(3, h, w)`` with shorter
+    side ``resize_size``: :func:`decode_rgb` as a tensor."""
+    import torch
+
+    arr = decode_rgb(data, input_size, max_pixels)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def decode_rgb(data: bytes, input_size: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Encoded image bytes (JPEG, PNG, BMP or WebP) -> RGB uint8 ``(h, w, 3)`` with shorter
     side ``resize_size``. The pixel count is checked from the file's header, before any
     pixel is decompressed, so the cost of a decode is bounded by ``max_pixels``.
 
@@ -51,7 +68,7 @@ def decode_image(data: bytes, input_size: int, max_pixels: int = MAX_PIXELS) -> 
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         # PIL's messages may name Python objects with their addresses: never send those
         raise ImageReadError(f"cannot decode image: {_OBJECT.sub('', str(exc))}") from None
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+    return arr
 
 
 class Preprocessor:
@@ -59,12 +76,44 @@ class Preprocessor:
 
     def __init__(self, input_size: int, mean: tuple, std: tuple,
                  max_pixels: int = MAX_PIXELS) -> None:
+        from aecnn.data.transforms import eval_transform
+
         self.input_size, self.max_pixels = input_size, max_pixels
         self.transform = eval_transform(input_size, mean, std)
 
     def __call__(self, image: bytes | str) -> torch.Tensor:
+        from aecnn.data.images import load_image
+
         if isinstance(image, bytes):
             pixels = decode_image(image, self.input_size, self.max_pixels)
         else:
             pixels = load_image(image, resize_size(self.input_size))
         return self.transform(pixels)[None]
+
+
+class ArrayPreprocessor:
+    """:class:`Preprocessor` in numpy alone: ``bytes | path -> (1, 3, S, S)`` float32, the
+    same decode and resize, then the evaluation transform's centre crop, scaling and
+    normalisation in float32 as torchvision computes them (the resize to the shorter side
+    that transform starts with is a no-op after :func:`decode_rgb`)."""
+
+    def __init__(self, input_size: int, mean: tuple, std: tuple,
+                 max_pixels: int = MAX_PIXELS) -> None:
+        self.input_size, self.max_pixels = input_size, max_pixels
+        self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
+        self.std = np.asarray(std, np.float32).reshape(3, 1, 1)
+
+    def __call__(self, image: bytes | str | Path) -> np.ndarray:
+        if not isinstance(image, bytes):
+            try:
+                image = Path(image).read_bytes()
+            except OSError as exc:
+                raise ImageReadError(f"cannot read image {image}: {exc.strerror or exc}"
+                                     ) from None
+        rgb = decode_rgb(image, self.input_size, self.max_pixels)
+        s = self.input_size
+        h, w = rgb.shape[:2]
+        top, left = int(round((h - s) / 2.0)), int(round((w - s) / 2.0))
+        crop = rgb[top:top + s, left:left + s].transpose(2, 0, 1).astype(np.float32)
+        x = (crop * np.float32(1.0 / 255) - self.mean) / self.std
+        return np.ascontiguousarray(x[None], dtype=np.float32)
