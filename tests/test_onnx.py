@@ -177,6 +177,34 @@ def test_device_runs_from_the_onnx_file_without_torch(exported, photos, tmp_path
             assert all(r["variant"] == n and r["bytes_up"] > 0 for r in got)
 
 
+CLI_DEVICE = """
+import sys
+sys.modules["torch"] = None          # import torch now fails: the device has no torch
+sys.modules["torchvision"] = None
+from aecnn.cli import main
+rc = main(sys.argv[1:])
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision")
+                and sys.modules[m] is not None)
+assert not loaded and "aecnn.training" not in sys.modules, loaded
+sys.exit(rc)
+"""
+
+
+def test_aecnn_infer_runs_without_torch(exported, photos, tmp_path):
+    """The ``aecnn infer --engine onnxruntime`` command itself, in a process where torch
+    cannot be imported, against a live server."""
+    pt, head, _ = exported["r18-stem-fr-x8"]
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(photos[0])
+    with BackgroundServer({"r18-stem-fr-x8": load_network(pt)}) as (host, port):
+        run = subprocess.run([sys.executable, "-c", CLI_DEVICE, "infer", "--engine",
+                              "onnxruntime", "--variant", str(head), "--server",
+                              f"{host}:{port}", str(photo), "--json", str(tmp_path / "r.json")],
+                             capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["requests"][0]["bytes_up"] > 0
+
+
 def test_cli_export_and_infer_with_onnxruntime(exported, photos, tmp_path, capsys):
     pt, _, _ = exported["r18-stem-fr-x8"]
     head = tmp_path / "head.onnx"

@@ -13,17 +13,19 @@ from typing import Any
 
 
 def machine_info() -> dict[str, Any]:
-    """What ran a result: host, CPU count, Python, torch and accelerator."""
-    import torch
-
+    """What ran a result: host, CPU count, Python, torch and accelerator (``torch`` None on a
+    device that runs without it, e.g. the ONNX Runtime client)."""
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
-        "torch": torch.__version__,
     }
+    try:
+        import torch
+    except ImportError:
+        return {**info, "torch": None}
+    info.update(torch_threads=torch.get_num_threads(), torch=torch.__version__)
     if torch.cuda.is_available():
         info["cuda_device"] = torch.cuda.get_device_name(0)
     return info

@@ -20,21 +20,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-
-from aecnn.compression.quantize import QuantSpec, quantize
-from aecnn.core.split import SplitMeta, SplitNetwork
-from aecnn.models import get_spec
-from aecnn.records import write_record
-from aecnn.runtime.onnx_export import export_onnx
-from aecnn.runtime.onnx_head import OnnxHead
+if TYPE_CHECKING:
+    from aecnn.core.split import SplitNetwork
 
 WAYS = ("torch", "torch + numpy quantise", "onnxruntime", "onnxruntime + quantiser")
 
 
 def _variant(model: str, point: str, ratio: int, size: int) -> SplitNetwork:
+    from aecnn.core.split import SplitMeta, SplitNetwork
+    from aecnn.models import get_spec
+
     spec = get_spec(model)
     channels = spec.split_point(point).channels
     meta = SplitMeta(name=f"{model}-{point}-fr-x{ratio}", model_name=model,
@@ -47,6 +44,13 @@ def _variant(model: str, point: str, ratio: int, size: int) -> SplitNetwork:
 def time_point(model: str, point: str, ratio: int, size: int, grid: str, repeats: int,
                warmup: int, folder: Path) -> dict:
     """One split point: samples (seconds) of each way, and the agreement on the input."""
+    import numpy as np
+    import torch
+
+    from aecnn.compression.quantize import QuantSpec, quantize
+    from aecnn.runtime.onnx_export import export_onnx
+    from aecnn.runtime.onnx_head import OnnxHead
+
     torch.manual_seed(0)
     net = _variant(model, point, ratio, size)
     spec = QuantSpec.parse(grid)
@@ -87,6 +91,9 @@ def time_point(model: str, point: str, ratio: int, size: int, grid: str, repeats
 
 def run_onnx_bench(model: str, points: tuple[str, ...], ratio: int, size: int, grid: str,
                    repeats: int, warmup: int) -> dict:
+    import torch
+
+
     torch.set_num_threads(1)
     import onnxruntime
 
@@ -129,6 +136,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, command: str | None = None) -> int:
+    from aecnn.records import write_record
+
     out = Path(args.out)
     rec = run_onnx_bench(args.model, tuple(args.points), args.ratio, args.input_size,
                          args.grid, args.repeats, args.warmup)

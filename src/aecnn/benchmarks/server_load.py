@@ -33,10 +33,6 @@ import threading
 import time
 from pathlib import Path
 
-import torch
-
-from aecnn.compression.codec import FeatureCodec
-from aecnn.core.split import SplitMeta, SplitNetwork, load_network, save_network
 from aecnn.runtime import protocol as P
 from aecnn.runtime.client import Connection
 
@@ -45,6 +41,9 @@ ATTACKS = ("idle-slots", "idle-slots-64-addresses", "stalled-frames", "photo-flo
 
 def tiny_variant(folder: Path) -> Path:
     """A ResNet-18 cut at the stem, AECNN x8 with a 1x1 FR, 32 px, random weights."""
+    import torch
+
+    from aecnn.core.split import SplitMeta, SplitNetwork, save_network
     from aecnn.models import get_spec
 
     spec = get_spec("resnet18")
@@ -61,6 +60,7 @@ def _serve(path: str, input_size: int | None, threads: int, tls: tuple | None, c
     import logging
     import signal
 
+    from aecnn.core.split import load_network
     from aecnn.runtime.server import EdgeServer, ServerConfig
 
     logging.getLogger("aecnn.serve").setLevel(logging.ERROR)  # rejections: thousands
@@ -231,6 +231,11 @@ def photo_body(name: str, megapixels: int = 49) -> bytes:
 def run_server_bench(variant_path: Path, input_size: int | None, n: int = 64,
                      seconds: float = 5.0, threads: int = 1, attacks=ATTACKS,
                      tls: bool = True) -> dict:
+    import torch
+
+    from aecnn.compression.codec import FeatureCodec
+    from aecnn.core.split import load_network
+
     v = load_network(variant_path, input_size)
     m = v.meta
     with torch.inference_mode():

@@ -1,4 +1,4 @@
-"""``aecnn bench codec|fuzz|transport|prior|server``: measurements that write JSON records
+"""``aecnn bench codec|fuzz|transport|prior|server|onnx``: measurements that write JSON records
 (and a Markdown table) into ``--out``."""
 
 from __future__ import annotations
@@ -65,6 +65,12 @@ def cmd_server(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_onnx(args: argparse.Namespace) -> int:
+    from aecnn.benchmarks.onnx_head import run
+
+    return run(args)
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="measurements that write JSON records and tables",
                            description=__doc__)
@@ -119,3 +125,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                                         "TLS, and under each attack (loopback)")
     add_arguments(p)
     p.set_defaults(func=cmd_server)
+
+    from aecnn.benchmarks.onnx_head import add_arguments as onnx_arguments
+
+    p = kinds.add_parser("onnx", help="device head time at 224 px on one thread, PyTorch "
+                                      "against ONNX Runtime (needs the onnx extra)")
+    onnx_arguments(p)
+    p.set_defaults(func=cmd_onnx)

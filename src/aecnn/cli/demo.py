@@ -18,8 +18,6 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
-
 from aecnn.config import load_config
 from aecnn.records import write_record
 
@@ -30,6 +28,8 @@ STEPS = ("t_pre", "t_iot", "t_enc", "t_com", "t_dec", "t_fr", "t_es", "total")
 
 def run_demo(config: str | None, overrides: list[str], ratio: int = 8, progress: bool = True
              ) -> dict:
+    import torch
+
     from aecnn.compression.codec import FeatureCodec
     from aecnn.core.split import load_network
     from aecnn.data import resolve_root

@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one ``aecnn`` command; returns its exit status (2 for a user error)."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("aecnn").setLevel(logging.INFO)  # ours at INFO, libraries' quieter
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

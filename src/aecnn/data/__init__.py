@@ -1,11 +1,28 @@
-"""Datasets, deterministic splits and transforms."""
+"""Datasets, deterministic splits and transforms.
 
-from aecnn.data.caltech101 import resolve_root, scan
-from aecnn.data.dataset import ImageFolderSplit
-from aecnn.data.images import load_image
-from aecnn.data.splits import Manifest, load_or_make, make_manifest, spread_indices
-from aecnn.data.transforms import eval_transform, resize_size, train_transform
+Names are imported on first use, so that a device which only reads photos and split
+manifests (the ONNX Runtime client) never loads torch.
+"""
 
-__all__ = ["ImageFolderSplit", "Manifest", "eval_transform", "load_image", "load_or_make",
-           "make_manifest", "resize_size", "resolve_root", "scan", "spread_indices",
-           "train_transform"]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_NAMES = {
+    "resolve_root": "caltech101", "scan": "caltech101", "ImageFolderSplit": "dataset",
+    "load_image": "images", "Manifest": "splits", "load_or_make": "splits",
+    "make_manifest": "splits", "spread_indices": "splits", "eval_transform": "transforms",
+    "resize_size": "transforms", "train_transform": "transforms",
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    module = _NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aecnn.data' has no attribute {name!r}")
+    value = getattr(import_module(f"aecnn.data.{module}"), name)
+    globals()[name] = value
+    return value

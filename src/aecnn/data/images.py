@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from aecnn.data.cache import cache_dir
 from aecnn.errors import ImageReadError
 
 
@@ -36,11 +36,6 @@ def load_image(path: str | Path, shorter_side: int | None = None) -> torch.Tenso
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise ImageReadError(f"cannot read image {path}: {exc}") from None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
-
-
-def cache_dir() -> Path:
-    """``$AECNN_CACHE`` or ``~/.cache/aecnn``."""
-    return Path(os.environ.get("AECNN_CACHE", Path.home() / ".cache" / "aecnn"))
 
 
 class DecodedCache:

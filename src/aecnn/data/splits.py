@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aecnn.data.cache import cache_dir
 from aecnn.data.caltech101 import scan
-from aecnn.data.images import cache_dir
 from aecnn.errors import DatasetNotFoundError
 
 SPLITS = ("train", "val", "test")
