@@ -107,3 +107,34 @@ def test_killed_run_resumes_under_torchrun(caltech_root, tmp_path, straight):
     resumed = json.loads((out / "result.json").read_text())
     expected = json.loads((straight[0] / "result.json").read_text())
     assert _comparable(resumed) == _comparable(expected)
+
+
+@pytest.mark.slow
+def test_algorithm1_and_bottlenet_stages_under_torchrun(caltech_root, tmp_path, straight):
+    """CA, pruning, FR and QAT stages, then BottleNet++'s module (backbone frozen), joint and
+    QAT stages, each on 2 gloo ranks from the 2-rank baseline."""
+    base = straight[0] / "best.pt"
+    env = {**ENV, "AECNN_DATA": str(caltech_root)}
+    common = ["--no-progress", "--set", f"baseline={base}", "--set", "points=[stem]",
+              "--set", "ratios=[8]", "--set", "threads=1", "--set", "qat_grids=[uint2]",
+              "--set", "qat.epochs=1"]
+    aecnn, bottlenet = tmp_path / "aecnn", tmp_path / "bottlenet"
+    subprocess.run([*TORCHRUN, "-m", "aecnn", "train-aecnn", *common, "--set", f"out={aecnn}",
+                    "--set", "ca.epochs=1", "--set", "prune.epochs=1", "--set", "fr.epochs=1",
+                    "--set", "fr_shapes=[1x1]", "--set", "importance_images=64"],
+                   env=env, check=True, timeout=300)
+    subprocess.run([*TORCHRUN, "-m", "aecnn", "train-bottlenet", *common,
+                    "--set", f"out={bottlenet}", "--set", "module.epochs=1",
+                    "--set", "joint.epochs=1"], env=env, check=True, timeout=300)
+    stages = {"ca", "pruned-x8", "aecnn-x8", "aecnn-q2-x8"}
+    for folder, names in ((aecnn, stages), (bottlenet, {"bottlenet-module-x8", "bottlenet-x8",
+                                                        "bottlenet-q2-x8"})):
+        for name in names:
+            rec = json.loads((folder / "stem" / name / "result.json").read_text())
+            assert rec["n_test"] == 101 and len(rec["budget"]) > 0, name
+    # the frozen backbone head of the module stage kept the baseline's weights and statistics
+    module = load_checkpoint(bottlenet / "stem" / "bottlenet-module-x8" / "best.pt")["model"]
+    baseline = load_checkpoint(base)["model"]
+    held = [k for k in module if k.startswith("head.backbone.")]
+    assert held and all(module[k].equal(baseline[k.removeprefix("head.backbone.")])
+                        for k in held)
