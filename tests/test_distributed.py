@@ -63,6 +63,7 @@ def test_the_loss_falls_and_rank_0_alone_wrote_the_run(straight):
     losses = [row["train_loss"] for row in rec["history"]]
     assert losses[-1] < losses[0]
     assert len(rec["history"]) == 3 and rec["n_train"] == 202
+    assert rec["distributed"] == {"world_size": 2, "backend": "gloo"}
     assert sorted(p.name for p in out.iterdir()) == [
         "best.pt", "config.yaml", "last.pt", "metrics.json", "result.json"]
 

@@ -98,16 +98,23 @@ def barrier() -> None:
         dist.barrier()
 
 
+def local_rank() -> int:
+    """This process's rank on its node (torchrun's ``LOCAL_RANK``; 0 in a single process)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) if active() else 0
+
+
 @contextmanager
 def main_first() -> Iterator[None]:
-    """Rank 0 runs the block first (it may create shared files: a manifest, the decoded-image
-    cache), then the other ranks run it and find those files made."""
-    if is_main():
-        yield
+    """Run the block in three waves: rank 0, then the first rank of every other node, then
+    the rest. The block may create files (a manifest, the decoded-image cache): on a shared
+    file system rank 0 makes them for all; on node-local ones (``$AECNN_CACHE``) each node's
+    first rank makes its own copy; never do two ranks write one file at once."""
+    wave = 0 if is_main() else 1 if local_rank() == 0 else 2
+    for _ in range(wave):
         barrier()
-    else:
+    yield
+    for _ in range(wave, 2):
         barrier()
-        yield
 
 
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:
@@ -183,4 +190,7 @@ def sync_state(model: nn.Module) -> None:
 
 def write_record(path, record: dict) -> dict:
     """:func:`aecnn.records.write_record` on rank 0; ``record`` unwritten on the others."""
+    if not active():
+        return records.write_record(path, record)
+    record = {**record, "distributed": {"world_size": world(), "backend": dist.get_backend()}}
     return records.write_record(path, record) if is_main() else record
