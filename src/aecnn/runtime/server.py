@@ -104,13 +104,13 @@ class _Job:
 
 
 def server_device(name: str) -> torch.device:
-    """``auto`` (the first GPU if CUDA is available, else the CPU), ``cpu`` or ``cuda[:N]``.
+    """``auto`` (the current GPU if CUDA is available, else the CPU), ``cpu`` or ``cuda[:N]``.
 
     Raises:
         ConfigError: not one of those, or a GPU that this machine does not have.
     """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(name)
     except RuntimeError:
@@ -124,6 +124,8 @@ def server_device(name: str) -> torch.device:
         if (dev.index or 0) >= torch.cuda.device_count():
             raise ConfigError(f"device: {name!r}, but this machine has "
                               f"{torch.cuda.device_count()} GPU(s)")
+        if dev.index is None:  # named, so that logs say which GPU
+            dev = torch.device("cuda", torch.cuda.current_device())
     return dev
 
 
