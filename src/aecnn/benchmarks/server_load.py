@@ -55,7 +55,8 @@ def tiny_variant(folder: Path) -> Path:
     return save_network(SplitNetwork.from_meta(meta).eval(), folder / "r18-stem-fr-x8.pt")
 
 
-def _serve(path: str, input_size: int | None, threads: int, tls: tuple | None, conn) -> None:
+def _serve(path: str, input_size: int | None, threads: int, tls: tuple | None, conn,
+           device: str = "cpu") -> None:
     import asyncio
     import logging
     import signal
@@ -72,7 +73,8 @@ def _serve(path: str, input_size: int | None, threads: int, tls: tuple | None, c
         ctx = server_context(*tls)
 
     async def main() -> None:
-        srv = EdgeServer({v.meta.name: v}, ServerConfig(port=0, threads=threads, tls=ctx))
+        srv = EdgeServer({v.meta.name: v}, ServerConfig(port=0, threads=threads, tls=ctx,
+                                                                 device=device))
         _, port = await srv.start()
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -85,10 +87,11 @@ def _serve(path: str, input_size: int | None, threads: int, tls: tuple | None, c
 
 class Server:
     def __init__(self, path: Path, input_size: int | None, threads: int,
-                 tls: tuple | None = None) -> None:
+                 tls: tuple | None = None, device: str = "cpu") -> None:
         ctx = mp.get_context("spawn")
         here, there = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(str(path), input_size, threads, tls, there))
+        self.proc = ctx.Process(target=_serve, args=(str(path), input_size, threads, tls, there,
+                                                     device))
         self.proc.start()
         if not here.poll(120):
             self.proc.kill()
@@ -230,7 +233,7 @@ def photo_body(name: str, megapixels: int = 49) -> bytes:
 
 def run_server_bench(variant_path: Path, input_size: int | None, n: int = 64,
                      seconds: float = 5.0, threads: int = 1, attacks=ATTACKS,
-                     tls: bool = True) -> dict:
+                     tls: bool = True, device: str = "cpu") -> dict:
     import torch
 
     from aecnn.compression.codec import FeatureCodec
@@ -247,7 +250,7 @@ def run_server_bench(variant_path: Path, input_size: int | None, n: int = 64,
     rows = []
 
     def measure(label: str, attack: str | None, tls_files=None, client_tls=None) -> None:
-        srv = Server(variant_path, input_size, threads, tls_files)
+        srv = Server(variant_path, input_size, threads, tls_files, device)
         att = None
         try:
             one = {}
@@ -295,7 +298,7 @@ def run_server_bench(variant_path: Path, input_size: int | None, n: int = 64,
         measure(f"under {a}", a)
     return {"kind": "server-load-bench", "variant": m.name, "input_size": m.input_size,
             "devices": n, "seconds_per_scenario": seconds, "server_threads": threads,
-            "packet_bytes": len(wire), "rows": rows}
+            "server_device": device, "packet_bytes": len(wire), "rows": rows}
 
 
 def render(rec: dict) -> str:
@@ -306,7 +309,7 @@ def render(rec: dict) -> str:
              f"{rec['packet_bytes']}-byte FEATURE packets, {rec['devices']} devices (one "
              f"loopback address each) for {rec['seconds_per_scenario']:g} s per row, the "
              f"server in its own process with default limits and {rec['server_threads']} "
-             "torch thread(s).", "",
+             f"torch thread(s), on {rec.get('server_device', 'cpu')}.", "",
              "| scenario | requests/s | p50 (ms) | p95 (ms) | requests | device errors |",
              "|---|---|---|---|---|---|"]
     for r in rec["rows"]:
@@ -331,6 +334,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="concurrent well-behaved devices, each on its own loopback address")
     p.add_argument("--seconds", type=float, default=5.0, help="seconds per scenario")
     p.add_argument("--server-threads", type=int, default=1, help="server torch threads")
+    p.add_argument("--device", default="cpu",
+                   help="where the server runs the networks: cpu, auto, cuda, cuda:N")
     p.add_argument("--attacks", nargs="*", default=list(ATTACKS), choices=ATTACKS,
                    help="attacks to measure the devices under, one scenario each")
     p.add_argument("--no-tls", action="store_true",
@@ -345,7 +350,8 @@ def run(args: argparse.Namespace, command: str | None = None) -> int:
     with tempfile.TemporaryDirectory() as d:
         path = Path(args.variant) if args.variant else tiny_variant(Path(d))
         rec = run_server_bench(path, args.input_size, args.devices, args.seconds,
-                               args.server_threads, tuple(args.attacks), not args.no_tls)
+                               args.server_threads, tuple(args.attacks), not args.no_tls,
+                               args.device)
     if command:
         rec["command"] = command
     out = Path(args.out)

@@ -31,11 +31,13 @@ def render_bottlenet_table(records: list[dict]) -> str:
 
 def cmd_train_bottlenet(args: argparse.Namespace) -> int:
     from aecnn.config import load_config
+    from aecnn.training import distributed
     from aecnn.training.bottlenet import BottleNetConfig, train_bottlenet
 
     cfg = load_config(BottleNetConfig, args.config, args.overrides)
     records = train_bottlenet(cfg, progress=not args.no_progress)
-    print(render_bottlenet_table(records))
+    if distributed.is_main():  # under torchrun rank 0 reports
+        print(render_bottlenet_table(records))
     return 0
 
 

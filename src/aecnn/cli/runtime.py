@@ -78,8 +78,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    from aecnn.runtime.server import ServerConfig, serve
+    from aecnn.runtime.server import ServerConfig, serve, server_device
 
+    server_device(args.device)  # a GPU that is not there fails before anything loads
     logger = logging.getLogger("aecnn.serve")  # one timestamped line per event
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
@@ -103,7 +104,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        max_batch=args.max_batch, threads=args.threads,
                        decode_workers=args.decode_workers, decode_queue=args.decode_queue,
                        max_pixels=args.max_pixels, tls=tls, metrics_port=args.metrics_port,
-                       metrics_host=args.metrics_host)
+                       metrics_host=args.metrics_host, device=args.device)
     asyncio.run(serve(variants, cfg))
     return 0
 
@@ -339,6 +340,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=7070, help="TCP port to listen on")
     p.add_argument("--input-size", type=int, help="run at another input size than trained")
     p.add_argument("--threads", type=int, help="torch threads on the server")
+    p.add_argument("--device", default="auto",
+                   help="where the networks run: auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--batch-window", type=float, default=0.0,
                    help="seconds to wait for more requests to batch (0: batch what queued)")
     p.add_argument("--max-batch", type=int, default=16, help="most requests run as one batch")

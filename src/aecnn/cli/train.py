@@ -34,10 +34,12 @@ def _train_config(args: argparse.Namespace):
 
 
 def cmd_train_baseline(args: argparse.Namespace) -> int:
-    from aecnn.training import train_baseline
+    from aecnn.training import distributed, train_baseline
 
     cfg = _train_config(args)
     rec = train_baseline(cfg, resume=args.resume, progress=not args.no_progress)
+    if not distributed.is_main():  # under torchrun rank 0 reports
+        return 0
     print(f"{rec['model']} @ {rec['input_size']}px: test top-1 {rec['test_top1']:.2f}% "
           f"top-5 {rec['test_top5']:.2f}% (n={rec['n_test']}); record: {cfg.out}/result.json")
     return 0
@@ -46,11 +48,13 @@ def cmd_train_baseline(args: argparse.Namespace) -> int:
 def cmd_train_aecnn(args: argparse.Namespace) -> int:
     from aecnn.config import load_config
     from aecnn.evaluation.table1 import load_stage_records, render_table1
+    from aecnn.training import distributed
     from aecnn.training.aecnn import AecnnConfig, train_aecnn
 
     cfg = load_config(AecnnConfig, args.config, args.overrides)
     train_aecnn(cfg, progress=not args.no_progress)
-    print(render_table1(load_stage_records(cfg.out)))
+    if distributed.is_main():  # under torchrun rank 0 reports
+        print(render_table1(load_stage_records(cfg.out)))
     return 0
 
 

@@ -29,6 +29,7 @@ def evaluate_checkpoint(path: str, split: str = "test", data_root: str | None = 
     root, manifest = load_manifest(cfg.data)
     ds = make_split(cfg.data, root, manifest, split, spec.mean, spec.std, progress=progress)
     metrics = evaluate_model(model, make_loader(ds, cfg.data.eval_batch_size, cfg.data.workers,
-                                                device=opts.device), opts, desc=split)
+                                                device=opts.device, shard=True),
+                             opts, desc=split)
     return {"checkpoint": str(path), "model": spec.name, "split": split,
             "input_size": cfg.data.input_size, **metrics}

@@ -12,6 +12,11 @@ cores. Packets are decoded on a thread of their own, photos on a bounded pool of
 (``decode_workers`` threads, at most ``decode_queue`` photos admitted at once), so a photo
 flood cannot delay feature requests.
 
+Device (``device``: ``cpu``, the default, ``auto`` or ``cuda[:N]``): on a GPU the variants are
+copied there; the compute thread stacks each batch into pinned host memory, copies it to the
+GPU without blocking, runs head (photos), recovery and tail there, and synchronises before it
+reads the clock and the answers, so ``t_head``/``t_fr``/``t_es`` are GPU times.
+
 Admission (:mod:`aecnn.runtime.admission` holds the bookkeeping): a new connection must send
 its first byte within ``first_byte_timeout``; one address may hold ``max_per_peer``
 connections; when all ``max_connections`` slots are taken, the connection that has been
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import math
 import ssl
@@ -42,7 +48,7 @@ from aecnn.compression.codec import decode_packet
 from aecnn.compression.errors import PacketError
 from aecnn.compression.wire import Limits, Packet
 from aecnn.core.split import SplitNetwork
-from aecnn.errors import AecnnError, ImageReadError
+from aecnn.errors import AecnnError, ConfigError, ImageReadError
 from aecnn.runtime import protocol as P
 from aecnn.runtime.admission import Admission, Peer, Rejected
 from aecnn.runtime.metrics import Metrics
@@ -76,6 +82,7 @@ class ServerConfig:
     tls: ssl.SSLContext | None = None
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    device: str = "cpu"
 
     def describe(self) -> dict:
         """The limits a client may need to know (the INFO reply's ``limits``)."""
@@ -96,12 +103,40 @@ class _Job:
     future: asyncio.Future
 
 
+def server_device(name: str) -> torch.device:
+    """``auto`` (the current GPU if CUDA is available, else the CPU), ``cpu`` or ``cuda[:N]``.
+
+    Raises:
+        ConfigError: not one of those, or a GPU that this machine does not have.
+    """
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device: {name!r} is not auto, cpu, cuda or cuda:N")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: {name!r} asked for, but CUDA is not available here "
+                              "(use --device cpu or auto)")
+        if (dev.index or 0) >= torch.cuda.device_count():
+            raise ConfigError(f"device: {name!r}, but this machine has "
+                              f"{torch.cuda.device_count()} GPU(s)")
+        if dev.index is None:  # named, so that logs say which GPU
+            dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
 class _Batcher:
-    """Collects jobs of one variant and mode; runs them as one batch on the compute thread."""
+    """Collects jobs of one variant and mode; runs them as one batch on the compute thread
+    (on ``device``, where the variant lives)."""
 
     def __init__(self, variant: SplitNetwork, full: bool, cfg: ServerConfig,
-                 pool: ThreadPoolExecutor) -> None:
+                 pool: ThreadPoolExecutor, device: torch.device) -> None:
         self.variant, self.full, self.cfg, self.pool = variant, full, cfg, pool
+        self.device = device
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
         self.task = asyncio.get_running_loop().create_task(self._run())
 
@@ -147,20 +182,38 @@ class _Batcher:
                         j.future.set_result({**res, "t_queue": start - j.arrived,
                                              "batch": len(group)})
 
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _stack(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        """The batch ``(B, ...)`` on the device: on a GPU through one pinned host buffer and
+        a non-blocking copy."""
+        if self.device.type != "cuda":
+            return torch.cat(xs)
+        host = torch.empty((sum(len(x) for x in xs), *xs[0].shape[1:]), dtype=xs[0].dtype,
+                           pin_memory=True)
+        torch.cat(xs, out=host)
+        return host.to(self.device, non_blocking=True)
+
     @torch.inference_mode()
     def _compute(self, jobs: list[_Job]) -> list[dict | None]:
-        x = torch.cat([j.x for j in jobs])
+        x = self._stack([j.x for j in jobs])
         v = self.variant
+        self._sync()
         t0 = time.perf_counter()
         z = v.head(x) if self.full else x
+        self._sync()
         t1 = time.perf_counter()
         r = v.bridge(z)
+        self._sync()
         t2 = time.perf_counter()
         logits = v.tail(r)
         probs = logits.softmax(1)
+        self._sync()
         t3 = time.perf_counter()
-        score, cls = probs.max(1)
-        finite = torch.isfinite(logits).all(1)
+        score, cls = (t.cpu() for t in probs.max(1))
+        finite = torch.isfinite(logits).all(1).cpu()
         n = len(jobs)
         return [{"class": int(c), "label": v.meta.classes[int(c)], "score": float(s),
                  "t_head": (t1 - t0) / n, "t_fr": (t2 - t1) / n, "t_es": (t3 - t2) / n,
@@ -194,6 +247,11 @@ class EdgeServer:
             self.expect = {n: tuple(v.head(torch.zeros(1, 3, v.meta.input_size,
                                                        v.meta.input_size)).shape[1:])
                            for n, v in variants.items()}
+        self.device = server_device(self.cfg.device)
+        # what the compute thread runs: on a GPU, copies (the caller's networks, which also
+        # decode packets on the CPU, stay where they are)
+        self.on_device = variants if self.device.type == "cpu" else {
+            n: copy.deepcopy(v).to(self.device).eval() for n, v in variants.items()}
         self.server: asyncio.base_events.Server | None = None
         self.closing = False
         self.admission = Admission(self.cfg.max_connections, self.cfg.max_per_peer,
@@ -459,7 +517,8 @@ class EdgeServer:
     def _batcher(self, name: str, full: bool) -> _Batcher:
         key = (name, full)
         if key not in self.batchers:
-            self.batchers[key] = _Batcher(self.variants[name], full, self.cfg, self.compute_pool)
+            self.batchers[key] = _Batcher(self.on_device[name], full, self.cfg,
+                                          self.compute_pool, self.device)
         return self.batchers[key]
 
 
@@ -505,8 +564,8 @@ async def serve(variants: dict[str, SplitNetwork], cfg: ServerConfig,
     server = EdgeServer(variants, cfg)
     host, port = await server.start()
     extra = f", metrics on {cfg.metrics_host}:{server.metrics.port}" if server.metrics.on else ""
-    print(f"aecnn serve: listening on {host}:{port} ({len(variants)} variants"
-          f"{', TLS' if cfg.tls else ''}{extra})", flush=True)
+    print(f"aecnn serve: listening on {host}:{port} ({len(variants)} variants on "
+          f"{server.device}{', TLS' if cfg.tls else ''}{extra})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

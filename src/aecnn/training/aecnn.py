@@ -40,7 +40,7 @@ from aecnn.core.split import SplitNetwork
 from aecnn.errors import AecnnError, ConfigError
 from aecnn.models import create_model, get_spec, split_model
 from aecnn.models.spec import ModelSpec, SplitPoint
-from aecnn.records import write_record
+from aecnn.training import distributed
 from aecnn.training.baseline import load_manifest, make_split, run_options
 from aecnn.training.checkpoint import load_checkpoint
 from aecnn.training.config import OptimConfig, TrainConfig
@@ -198,11 +198,14 @@ class Pipeline:
         self.opts = run_options(dataclasses.replace(
             bcfg, device=cfg.device, amp=cfg.amp, channels_last=cfg.channels_last,
             threads=cfg.threads), progress)
+        self.progress = self.opts.progress  # rank 0's alone under torchrun
         self.spec: ModelSpec = get_spec(base["model_name"])
         self.classes = base["classes"]
-        self.root, self.manifest = load_manifest(self.data)
-        mk = self._split
-        self.train_ds, self.val_ds, self.test_ds = (mk("train", True), mk("val"), mk("test"))
+        with distributed.main_first():  # rank 0 makes the manifest and image cache, if missing
+            self.root, self.manifest = load_manifest(self.data)
+            mk = self._split
+            self.train_ds, self.val_ds, self.test_ds = (mk("train", True), mk("val"),
+                                                        mk("test"))
         self.out = Path(cfg.out)
 
     def _split(self, name: str, train: bool = False):
@@ -273,7 +276,9 @@ class Pipeline:
         rate, distillation, ...) is a one-line :class:`ConfigError`, not reused."""
         net = build()
         result = folder / "result.json"
-        if result.exists():
+        done = result.exists()
+        distributed.barrier()  # every rank has looked before rank 0 writes the record
+        if done:
             rec = json.loads(result.read_text())
             asked = json.loads(json.dumps(extra))  # tuples as lists, as in the record
             differ = [f"{k}={rec[k]!r} (asked {v!r})" for k, v in asked.items()
@@ -310,7 +315,8 @@ class Pipeline:
         best = load_checkpoint(folder / "best.pt")
         net.load_state_dict(best["model"])
         test = evaluate_model(net, make_loader(self.test_ds, self.data.eval_batch_size,
-                                               self.data.workers, device=self.opts.device),
+                                               self.data.workers, device=self.opts.device,
+                                               shard=True),
                               self.opts, desc="test")
         record = {"kind": "aecnn-stage", "stage": name, "model": self.spec.name,
                   "input_size": self.data.input_size, **extra,
@@ -322,14 +328,16 @@ class Pipeline:
                   "manifest_digest": self.manifest.digest(), "budget": dataclasses.asdict(budget),
                   "seconds": time.perf_counter() - t0}
         net.to(self.opts.device)
-        return net, write_record(result, record)
+        return net, distributed.write_record(result, record)
 
     def importance(self, sp: SplitPoint, net: SplitNetwork | None, folder: Path) -> torch.Tensor:
         """Channel importance by ``cfg.importance``: the CA average of eq. (8) (``net`` is
         the trained CA network), or, for the ablation, random scores, the L1 norm of the
         emitting filters, or the mean activation of the baseline head."""
         path = folder / "importance.json"
-        if path.exists():
+        done = path.exists()
+        distributed.barrier()  # every rank has looked before rank 0 writes the file
+        if done:
             return torch.tensor(json.loads(path.read_text())["importance"])
         method = self.cfg.importance
         ds = self._split("train")
@@ -351,9 +359,10 @@ class Pipeline:
             with torch.no_grad():
                 sums = [head(x.to(self.opts.device)).mean(dim=(2, 3)).sum(0) for x, _ in bar]
             imp = (torch.stack(sums).sum(0) / len(ds)).cpu()
-        write_record(path, {"kind": "channel-importance", "point": sp.name, "method": method,
-                            "images": len(ds), "importance": imp.tolist(),
-                            "ranking": sorted(range(len(imp)), key=lambda i: -float(imp[i]))})
+        distributed.write_record(path, {
+            "kind": "channel-importance", "point": sp.name, "method": method,
+            "images": len(ds), "importance": imp.tolist(),
+            "ranking": sorted(range(len(imp)), key=lambda i: -float(imp[i]))})
         return imp
 
     def qat_stages(self, folder: Path, method: str, start: SplitNetwork, extra: dict
@@ -394,7 +403,8 @@ class Pipeline:
     def run(self) -> list[dict]:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, self.out / "config.yaml")
+        if distributed.is_main():
+            save_config(cfg, self.out / "config.yaml")
         records = []
         total = len(cfg.points) * (1 + (2 + self.n_qat) * len(cfg.ratios))
         bar = tqdm(total=total, desc="Algorithm 1", unit="stage", disable=not self.progress)
@@ -457,6 +467,7 @@ class Pipeline:
                                                {**extra, "fr_shape": best[2]})
                     bar.update(self.n_qat)
         bar.close()
+        distributed.barrier()  # every record is on disk when run() returns on any rank
         return records
 
 

@@ -18,7 +18,7 @@ from aecnn.data import (
     train_transform,
 )
 from aecnn.models import create_model, get_spec
-from aecnn.records import write_record
+from aecnn.training import distributed
 from aecnn.training.checkpoint import load_checkpoint
 from aecnn.training.config import DataConfig, TrainConfig
 from aecnn.training.loop import RunOptions, evaluate_model, fit, make_loader, resolve_device
@@ -57,28 +57,34 @@ def baseline_split(checkpoint: str | Path, split: str, train: bool = False) -> I
 
 
 def run_options(cfg: TrainConfig, progress: bool) -> RunOptions:
+    """How to run ``cfg``; under torchrun this joins the process group
+    (:func:`aecnn.training.distributed.setup`), and only rank 0 shows progress."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    return RunOptions(resolve_device(cfg.device), cfg.amp, cfg.channels_last, progress)
+    device = distributed.setup(resolve_device(cfg.device))
+    return RunOptions(device, cfg.amp, cfg.channels_last, progress and distributed.is_main())
 
 
 def train_baseline(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
     """Train, then evaluate the best-validation weights on the test split.
 
     Writes into ``cfg.out``: ``config.yaml``, the checkpoints, ``metrics.json`` and
-    ``result.json`` (the record returned).
+    ``result.json`` (the record returned). Under torchrun every rank trains and evaluates
+    its share; rank 0 writes the files.
     """
     t0 = time.perf_counter()
     opts = run_options(cfg, progress)
     out = Path(cfg.out)
     spec = get_spec(cfg.model.name)  # a bad model name fails before any data is read
-    root, manifest = load_manifest(cfg.data)
+    with distributed.main_first():  # rank 0 makes the manifest and image cache, if missing
+        root, manifest = load_manifest(cfg.data)
+        splits = {s: make_split(cfg.data, root, manifest, s, spec.mean, spec.std,
+                                s == "train", opts.progress) for s in ("train", "val", "test")}
     torch.manual_seed(cfg.seed)
     model = create_model(spec.name, len(manifest.classes), cfg.model.weights)
-    splits = {s: make_split(cfg.data, root, manifest, s, spec.mean, spec.std, s == "train",
-                            progress) for s in ("train", "val", "test")}
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    if distributed.is_main():
+        save_config(cfg, out / "config.yaml")
     meta = {"model_name": spec.name, "classes": list(manifest.classes),
             "input_size": cfg.data.input_size, "manifest_digest": manifest.digest()}
     history = fit(model, splits["train"], splits["val"], cfg.optim, out, opts,
@@ -88,7 +94,8 @@ def train_baseline(cfg: TrainConfig, resume: bool = False, progress: bool = True
     best = load_checkpoint(out / "best.pt")
     model.load_state_dict(best["model"])
     test = evaluate_model(model, make_loader(splits["test"], cfg.data.eval_batch_size,
-                                             cfg.data.workers, device=opts.device),
+                                             cfg.data.workers, device=opts.device,
+                                             shard=True),
                           opts, desc="test")
     record = {
         "kind": "baseline",
@@ -109,4 +116,6 @@ def train_baseline(cfg: TrainConfig, resume: bool = False, progress: bool = True
         "history": history,
         "config": to_dict(cfg),
     }
-    return write_record(out / "result.json", record)
+    record = distributed.write_record(out / "result.json", record)
+    distributed.barrier()  # the record is on disk when train_baseline returns on any rank
+    return record

@@ -38,6 +38,7 @@ from aecnn.core.split import SplitNetwork
 from aecnn.errors import ConfigError
 from aecnn.models import split_model
 from aecnn.models.spec import SplitPoint
+from aecnn.training import distributed
 from aecnn.training.aecnn import AecnnConfig, Pipeline, StageBudget, StagesConfig
 
 METHOD = "bottlenet++"
@@ -120,7 +121,8 @@ class BottleNetPipeline(Pipeline):
     def run(self) -> list[dict]:
         cfg = self.bcfg
         self.out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, self.out / "config.yaml")
+        if distributed.is_main():
+            save_config(cfg, self.out / "config.yaml")
         records = []
         per_ratio = 1 + (cfg.joint.epochs > 0) + self.n_qat
         bar = tqdm(total=len(cfg.points) * len(cfg.ratios) * per_ratio, desc="BottleNet++",
@@ -158,6 +160,7 @@ class BottleNetPipeline(Pipeline):
                                            {**extra, "backbone_frozen": False})
                 bar.update(self.n_qat)
         bar.close()
+        distributed.barrier()  # every record is on disk when run() returns on any rank
         return records
 
 

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from aecnn.errors import CheckpointError, ConfigError
+from aecnn.training import distributed
 from aecnn.training.checkpoint import load_checkpoint, save_checkpoint
 from aecnn.training.config import OptimConfig
 
@@ -70,8 +71,14 @@ def epoch_seed(seed: int, epoch: int, stream: str = "") -> int:
 
 
 def make_loader(ds: Dataset, batch_size: int, workers: int, shuffle: bool = False,
-                seed: int = 0, device: torch.device | None = None) -> DataLoader:
+                seed: int = 0, device: torch.device | None = None,
+                shard: bool = False) -> DataLoader:
+    """A loader over ``ds``. With ``shard`` (evaluation), under torchrun, this rank's
+    :class:`~aecnn.training.distributed.Shard` of it, whose counts :func:`evaluate_model`
+    sums over ranks; in a single process ``shard`` changes nothing."""
     g = torch.Generator().manual_seed(seed)
+    if shard:
+        ds = distributed.shard(ds)
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
                       generator=g, drop_last=False,
                       pin_memory=device is not None and device.type == "cuda")
@@ -130,7 +137,9 @@ class RunOptions:
 @torch.no_grad()
 def evaluate_model(model: nn.Module, loader: DataLoader, opts: RunOptions,
                    desc: str = "eval") -> dict[str, float]:
-    """Top-1, top-5 (in %) and mean cross-entropy of ``model`` over ``loader``."""
+    """Top-1, top-5 (in %) and mean cross-entropy of ``model`` over ``loader``; over the
+    whole evaluation set when ``loader`` holds one rank's shard (``make_loader(shard=True)``
+    under torchrun): counts and loss are summed over ranks."""
     model.eval()
     n = correct1 = correct5 = 0
     loss = 0.0
@@ -143,6 +152,9 @@ def evaluate_model(model: nn.Module, loader: DataLoader, opts: RunOptions,
         correct1 += (top[:, 0] == y).sum().item()
         correct5 += (top == y[:, None]).any(dim=1).sum().item()
         n += len(y)
+    if isinstance(loader.dataset, distributed.Shard):
+        sums = distributed.all_sum([n, correct1, correct5, loss], opts.device)
+        n, correct1, correct5, loss = int(sums[0]), int(sums[1]), int(sums[2]), sums[3]
     return {"top1": 100.0 * correct1 / max(n, 1), "top5": 100.0 * correct5 / max(n, 1),
             "loss": loss / max(n, 1), "n": n}
 
@@ -192,7 +204,8 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig
         out: Path, opts: RunOptions, *, seed: int, batch_size: int, eval_batch_size: int,
         workers: int, config: dict, meta: dict, resume: bool = False,
         desc: str = "train", distill: Distillation | None = None,
-        penalty: Callable[[], torch.Tensor] | None = None, stream: str = "") -> list[dict]:
+        penalty: Callable[[], torch.Tensor] | None = None, stream: str = "",
+        on_step: Callable[[nn.Module], None] | None = None) -> list[dict]:
     """Train ``model`` for ``optim.epochs`` epochs, checkpointing every epoch.
 
     Writes ``out/last.pt`` (everything needed to resume), ``out/best.pt`` (weights with the
@@ -202,7 +215,12 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig
     ``penalty``, called after each training forward pass, returns a scalar added to the loss
     (the weighted rate estimate of a rate-regularised stage). ``stream`` names the run's own
     stream of batches and augmentations (:func:`epoch_seed`; "" for the baseline, a stage's
-    name for a fine-tuning stage).
+    name for a fine-tuning stage). ``on_step``, if given, is called with the model after each
+    optimiser step.
+
+    Under torchrun (:mod:`aecnn.training.distributed`) the model trains in
+    ``DistributedDataParallel``, each rank on its share of every (global) batch; the history's
+    metrics are summed over ranks, and rank 0 alone writes the files.
 
     Returns:
         The per-epoch history (dicts of train and validation metrics).
@@ -218,7 +236,11 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig
             distill.teacher.to(memory_format=torch.channels_last)
     criterion = nn.CrossEntropyLoss(label_smoothing=optim.label_smoothing)
     opt = make_optimizer(model.parameters(), optim)
-    steps = math.ceil(len(train_ds) / batch_size)
+    if distributed.active():  # each rank's share of the (padded) epoch, in local batches
+        shard = math.ceil(len(train_ds) / distributed.world())
+        steps = math.ceil(shard / distributed.local_batch(batch_size))
+    else:
+        steps = math.ceil(len(train_ds) / batch_size)
     sched = make_scheduler(opt, optim, steps)
     history: list[dict] = []
     best = -1.0
@@ -233,13 +255,20 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         start, history, best = ckpt["epoch"], list(ckpt["history"]), ckpt["best_top1"]
-    val_loader = make_loader(val_ds, eval_batch_size, workers, device=opts.device)
+    val_loader = make_loader(val_ds, eval_batch_size, workers, device=opts.device, shard=True)
+    trained = distributed.wrap(model, opts.device) if start < optim.epochs else model
+    main = distributed.is_main()
     for epoch in range(start, optim.epochs):
         t0 = time.perf_counter()
         drawn = epoch_seed(seed, epoch, stream)
-        seed_everything(drawn)
-        loader = make_loader(train_ds, batch_size, workers, shuffle=True, seed=drawn,
-                             device=opts.device)
+        if distributed.active():  # each rank its own crops; the sampler deals the images
+            seed_everything((drawn + distributed.rank() * 1_000_003) % 2**63)
+            loader = distributed.train_loader(train_ds, batch_size, workers, drawn, epoch,
+                                              pin=opts.device.type == "cuda")
+        else:
+            seed_everything(drawn)
+            loader = make_loader(train_ds, batch_size, workers, shuffle=True, seed=drawn,
+                                 device=opts.device)
         model.train()
         n, correct, total_loss = 0, 0, 0.0
         bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{optim.epochs}", leave=False,
@@ -247,7 +276,7 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig
         for x, y in bar:
             x, y = opts.to_device(x), y.to(opts.device)
             with opts.autocast():
-                logits = model(x)
+                logits = trained(x)
                 loss = criterion(logits.float(), y)
                 if distill is not None:
                     with torch.no_grad():
@@ -263,21 +292,30 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig
             total_loss += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
             bar.set_postfix(loss=f"{total_loss / n:.3f}", acc=f"{100 * correct / n:.1f}")
+            if on_step is not None:
+                on_step(model)
+        if distributed.active():
+            sums = distributed.all_sum([n, correct, total_loss], opts.device)
+            n, correct, total_loss = int(sums[0]), int(sums[1]), sums[2]
+            distributed.sync_state(model)  # rank 0's batch-norm statistics everywhere
         val = evaluate_model(model, val_loader, opts, desc="val")
         row = {"epoch": epoch + 1, "train_loss": total_loss / max(n, 1),
                "train_top1": 100.0 * correct / max(n, 1), "val_top1": val["top1"],
                "val_top5": val["top5"], "val_loss": val["loss"],
                "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
         history.append(row)
-        if val["top1"] > best:
-            best = val["top1"]
-            save_checkpoint(out / "best.pt", {"model": model.state_dict(), "config": config,
-                                              "epoch": epoch + 1, "val": val, **meta})
-        save_checkpoint(last, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                               "scheduler": sched.state_dict(), "epoch": epoch + 1,
-                               "history": history, "best_top1": best, "config": config,
-                               **meta})
-        (out / "metrics.json").write_text(json.dumps({"history": history}, indent=1) + "\n")
+        improved = val["top1"] > best
+        best = max(best, val["top1"])
+        if main:
+            if improved:
+                save_checkpoint(out / "best.pt", {"model": model.state_dict(), "config": config,
+                                                  "epoch": epoch + 1, "val": val, **meta})
+            save_checkpoint(last, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                   "scheduler": sched.state_dict(), "epoch": epoch + 1,
+                                   "history": history, "best_top1": best, "config": config,
+                                   **meta})
+            (out / "metrics.json").write_text(json.dumps({"history": history}, indent=1) + "\n")
+        distributed.barrier()  # the checkpoints are on disk before any rank reads them
         if opts.progress:
             tqdm.write(f"{desc} epoch {epoch + 1}/{optim.epochs}: loss {row['train_loss']:.3f} "
                        f"train {row['train_top1']:.1f}% val {val['top1']:.2f}% "
