@@ -41,7 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run one ``aecnn`` command; returns its exit status (2 for a user error)."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("aecnn").setLevel(logging.INFO)  # ours at INFO, libraries' quieter
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (argparse printed it)
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return args.func(args)
     except AecnnError as exc:
