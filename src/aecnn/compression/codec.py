@@ -32,6 +32,7 @@ from aecnn.compression.entropy import (
     per_channel_bits,
 )
 from aecnn.compression.errors import PayloadError
+from aecnn.compression.factorized import FACTORIZED_CODER_ID, FactorizedTables, decode_factorized
 from aecnn.compression.prior import FINGERPRINT_BYTES, PriorError
 from aecnn.compression.priors import Prior
 from aecnn.compression.quantize import DType, QuantSpec, dequantize, quantize
@@ -218,24 +219,33 @@ def pick_prior(priors: Prior | Iterable[Prior] | None, levels: int,
 
 
 def decode_packet(packet: Packet,
-                  prior: Prior | Iterable[Prior] | None = None) -> torch.Tensor:
+                  prior: Prior | FactorizedTables | Iterable[Prior | FactorizedTables] | None
+                  = None) -> torch.Tensor:
     """Payload -> float32 tensor of the kept shape ``(K, H, W)``. ``prior``: the context
     prior a ``prior``-coded packet (coder 5) was coded with, or the priors this end holds
     (a variant's, one per grid), of which the one with the packet's levels and fingerprint
-    decodes it.
+    decodes it; a ``factorized``-coded packet (coder 6) decodes with the
+    :class:`~aecnn.compression.factorized.FactorizedTables` among them whose fingerprint it
+    names (a learned-bottleneck variant's ``SplitNetwork.coding_tables()``).
 
     Raises:
         PayloadError: the payload does not decode to the declared shape, or it is
-            prior-coded and this end holds no prior of its levels and fingerprint.
+            prior-coded (factorized-coded) and this end holds no prior (tables) of its
+            levels and fingerprint.
     """
     h = packet.header
     spec = QuantSpec(h.dtype, h.bits if h.dtype == DType.UINT else 0)
     shape = h.kept_shape
     sym_shape = shape if h.dtype == DType.UINT else (
         shape[0], shape[1], shape[2] * (4 if h.dtype == DType.FLOAT32 else 2))
-    if h.coder == PRIOR_CODER_ID:
-        prior = pick_prior(prior, spec.levels, packet.payload)
-        symbols = prior.decode(packet.payload, sym_shape)
+    held = ([] if prior is None else [prior] if hasattr(prior, "fingerprint")
+            else list(prior))
+    if h.coder == FACTORIZED_CODER_ID:
+        symbols = decode_factorized(h, packet.payload, held)
+    elif h.coder == PRIOR_CODER_ID:
+        chosen = pick_prior([p for p in held if not isinstance(p, FactorizedTables)],
+                            spec.levels, packet.payload)
+        symbols = chosen.decode(packet.payload, sym_shape)
     else:
         symbols = CODERS_BY_ID[h.coder].decode(packet.payload, sym_shape, spec.levels)
     if symbols.shape != sym_shape:

@@ -412,7 +412,11 @@ CODERS_BY_ID: dict[int, Coder] = {c.id: c for c in CODERS.values()}
 PRIOR_CODER_ID = 5
 """Wire id of the ``prior`` coder (:mod:`aecnn.compression.prior`): coder 4's contexts and
 rANS under tables both ends hold, so it is not in :data:`CODERS` (its calls need them)."""
-CODER_IDS: dict[int, str] = {**{c.id: c.name for c in CODERS.values()}, PRIOR_CODER_ID: "prior"}
+FACTORIZED_CODER_ID = 6
+"""Wire id of the ``factorized`` coder (:mod:`aecnn.compression.factorized`): a learned
+bottleneck's latent under per-channel tables both ends hold (not in :data:`CODERS` either)."""
+CODER_IDS: dict[int, str] = {**{c.id: c.name for c in CODERS.values()}, PRIOR_CODER_ID: "prior",
+                             FACTORIZED_CODER_ID: "factorized"}
 
 
 def get_coder(name: str) -> Coder:

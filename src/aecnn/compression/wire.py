@@ -6,7 +6,8 @@ Byte layout (little-endian), version 1 — documented byte by byte in ``docs/wir
     version      u8  1
     dtype        u8  0 float32, 1 float16, 2 unsigned integer
     bits         u8  1..8 for dtype 2, else 0
-    coder        u8  0 none, 1 zstd, 2 memoryless, 3 per-channel, 4 context, 5 prior
+    coder        u8  0 none, 1 zstd, 2 memoryless, 3 per-channel, 4 context, 5 prior,
+                     6 factorized
     model_len    u8  then model id, UTF-8, at most 64 bytes
     split_len    u8  then split id, UTF-8, at most 64 bytes
     channels     u16 C, the split tensor's channel count before pruning
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aecnn.compression.entropy import CODER_IDS, PRIOR_CODER_ID
+from aecnn.compression.entropy import CODER_IDS, FACTORIZED_CODER_ID, PRIOR_CODER_ID
 from aecnn.compression.errors import (
     BadMagicError,
     ChecksumError,
@@ -112,6 +113,10 @@ class PacketHeader:
             raise FieldError(f"unknown coder id {self.coder}")
         if self.coder == PRIOR_CODER_ID and self.dtype != DType.UINT:
             raise FieldError("the prior coder codes integer symbols only")
+        if self.coder == FACTORIZED_CODER_ID and (self.dtype != DType.UINT
+                                                  or self.qparams != 2):
+            raise FieldError("the factorized coder codes integer symbols of a per-channel "
+                             "grid only")
         if self.dtype == DType.UINT:
             if not 1 <= self.bits <= 8:
                 raise FieldError(f"integer symbols of {self.bits} bits")
