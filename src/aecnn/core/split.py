@@ -12,7 +12,10 @@ edge server ``server`` (= bridge then tail).
 
 Bridges: ``identity`` (no compression, V = 1), ``zerofill`` (CA_Pruned: pruned channels are
 zeros), ``fr`` (AECNN: the FR module rebuilds them), ``bottlenet`` (BottleNet++ decoder; its
-encoder is the last module of the head).
+encoder is the last module of the head), ``entropic`` (a learned entropy bottleneck,
+:mod:`aecnn.compression.learned`: encoder and factorized prior end the head, whose eval
+output is the latent on its grid; the bridge is the decoder; the prior's coding tables are
+buffers of the head, saved with the weights, and code the latent as wire coder 6).
 """
 
 from __future__ import annotations
@@ -26,8 +29,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from aecnn.compression.bottlenet import BottleNetDecoder, BottleNetEncoder, BottleNetHead
+from aecnn.compression.bottlenet import (
+    BottleNetDecoder,
+    BottleNetEncoder,
+    BottleNetHead,
+    compressed_channels,
+)
 from aecnn.compression.codec import FeatureCodec, decode_packet
+from aecnn.compression.factorized import FactorizedCodec, FactorizedTables, TablesError
+from aecnn.compression.learned import (
+    EntropicDecoder,
+    EntropicEncoder,
+    EntropicHead,
+    EntropyBottleneck,
+)
 from aecnn.compression.priors import Prior, fit_prior, prior_from_dict
 from aecnn.compression.pruning import pruned_head
 from aecnn.compression.quantize import DType, QuantSpec
@@ -39,7 +54,9 @@ from aecnn.models import create_model, get_spec, split_model
 from aecnn.safeio import safe_torch_load
 
 FORMAT = "aecnn-variant/1"
-BRIDGES = ("identity", "zerofill", "fr", "bottlenet")
+BRIDGES = ("identity", "zerofill", "fr", "bottlenet", "entropic")
+LATENT_BRIDGES = ("identity", "bottlenet", "entropic")
+"""Bridges whose head sends every channel of its output (no kept-channel indices)."""
 
 
 class VariantError(AecnnError):
@@ -52,10 +69,11 @@ class SplitMeta:
 
     ``model_name``: backbone (``aecnn models``); ``point``: split point; ``ratio``: the
     compression ratio V; ``bridge``: ``identity`` (V = 1), ``zerofill`` (CA_Pruned), ``fr``
-    (AECNN) or ``bottlenet``; ``kept``: the kept channels' indices into the split tensor's
-    ``channels`` (None for identity and bottlenet); ``input_size``: the side of the square
-    input; ``mean``/``std``: its normalisation; ``spatial``: kept channels (or the BottleNet++
-    code) at half height and width."""
+    (AECNN), ``bottlenet`` or ``entropic`` (learned entropy bottleneck of ``C / ratio``
+    latent channels); ``kept``: the kept channels' indices into the split tensor's
+    ``channels`` (None for identity, bottlenet and entropic); ``input_size``: the side of the
+    square input; ``mean``/``std``: its normalisation; ``spatial``: kept channels (or the
+    BottleNet++ code, or the latent) at half height and width."""
 
     name: str
     model_name: str
@@ -127,7 +145,7 @@ class SplitNetwork(nn.Module):
         spec = get_spec(meta.model_name)
         sp = spec.split_point(meta.point)
         model = create_model(meta.model_name, len(meta.classes))
-        if meta.bridge in ("identity", "bottlenet"):
+        if meta.bridge in LATENT_BRIDGES:
             head, tail = split_model(model, spec, sp)
         else:
             if not meta.kept:
@@ -141,6 +159,14 @@ class SplitNetwork(nn.Module):
             bridge = ZeroFill(list(meta.kept), sp.channels)
         elif meta.bridge == "fr":
             bridge = FeatureRecovery(list(meta.kept), sp.channels, meta.fr_shape or "3x3")
+        elif meta.bridge == "entropic":
+            try:
+                k = compressed_channels(sp.channels, meta.ratio)
+            except ValueError as exc:
+                raise VariantError(str(exc)) from None
+            head = EntropicHead(head, EntropicEncoder(sp.channels, k, meta.spatial),
+                                EntropyBottleneck(k))
+            bridge = EntropicDecoder(sp.channels, k, meta.spatial, sp.spatial(meta.input_size))
         else:
             head = BottleNetHead(head, BottleNetEncoder(sp.channels, meta.ratio, meta.spatial))
             bridge = BottleNetDecoder(sp.channels, meta.ratio, meta.spatial,
@@ -161,11 +187,36 @@ class SplitNetwork(nn.Module):
         return next((p for g, p in self.priors.items() if QuantSpec.parse(g) == spec), None)
 
     def codec(self, quant: str | QuantSpec = "float32", coder: str = "auto",
-              rate_bps: float = 10e6) -> FeatureCodec:
+              rate_bps: float = 10e6) -> FeatureCodec | FactorizedCodec:
         """The device's codec for this network's head output: grid ``quant``, coder
         ``coder`` (``auto`` also weighs the ``prior`` coder when the network holds a prior
-        for that grid), ``auto`` assuming an uplink of ``rate_bps``."""
+        for that grid), ``auto`` assuming an uplink of ``rate_bps``. A learned-bottleneck
+        network (``entropic``) always codes with its own grid and tables (coder 6), whatever
+        ``quant`` and ``coder`` say."""
+        if self.meta is not None and self.meta.bridge == "entropic":
+            return FactorizedCodec(self.factorized_tables())
         return FeatureCodec(quant, coder, rate_bps, prior=self.prior(quant))
+
+    def factorized_tables(self) -> FactorizedTables:
+        """The coding tables of a learned-bottleneck head (``update()``-d).
+
+        Raises:
+            VariantError: the head has no entropy bottleneck, or it has no tables."""
+        bottleneck = getattr(self.head, "bottleneck", None)
+        if not isinstance(bottleneck, EntropyBottleneck):
+            raise VariantError("this network has no learned entropy bottleneck")
+        try:
+            return bottleneck.tables()
+        except TablesError as exc:
+            raise VariantError(str(exc)) from None
+
+    def coding_tables(self) -> list[Prior | FactorizedTables]:
+        """Every table this end holds for decoding packets: the context priors (coder 5)
+        and, for a learned bottleneck, its factorized tables (coder 6)."""
+        held: list[Prior | FactorizedTables] = list(self.priors.values())
+        if self.meta is not None and self.meta.bridge == "entropic":
+            held.append(self.factorized_tables())
+        return held
 
     def server(self, z: torch.Tensor) -> torch.Tensor:
         """The edge server's half: ``(B, K, H, W) -> (B, classes)``."""
@@ -201,7 +252,7 @@ class SplitNetwork(nn.Module):
                                f"{m.name!r} at {m.point!r}")
         if m.kept is not None and tuple(h.indices) != m.kept:
             raise VariantError("packet's kept channels differ from this network's")
-        z = decode_packet(packet, self.priors.values())[None]
+        z = decode_packet(packet, self.coding_tables())[None]
         return self.server(z.to(next(self.parameters()).device))
 
     def _deployable(self) -> SplitMeta:
@@ -223,6 +274,11 @@ def save_network(net: SplitNetwork, path: str | Path, meta: SplitMeta | None = N
     meta = meta or getattr(net, "meta", None)
     if meta is None:
         raise VariantError("the network has no metadata (SplitMeta) to save with it")
+    if meta.bridge == "entropic":  # the coding tables travel as buffers: they must be there
+        bottleneck = getattr(net.head, "bottleneck", None)
+        if not isinstance(bottleneck, EntropyBottleneck) or not bottleneck.updated:
+            raise VariantError("a learned-bottleneck network is saved after its entropy "
+                               "bottleneck's update() (its coding tables)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     priors = getattr(net, "priors", {}) if priors is None else priors
@@ -285,7 +341,13 @@ def load_network(path: str | Path, input_size: int | None = None) -> SplitNetwor
         first = str(exc).splitlines()[0][:200]
         raise VariantError(f"{path}: weights do not fit the variant: {first}") from None
     var.priors = _priors(path, blob.get("priors"))
-    return var.eval()
+    var.eval()
+    if meta.bridge == "entropic":  # the factorized tables are in the file and well formed
+        try:
+            var.factorized_tables()
+        except VariantError as exc:
+            raise VariantError(f"{path}: {exc}") from None
+    return var
 
 
 def head_symbols(head, dataset, specs: dict, images: int, progress: bool = False,
@@ -332,5 +394,5 @@ def fit_head_priors(head, dataset, specs: dict, images: int, progress: bool = Fa
 
 
 
-__all__ = ["BRIDGES", "FORMAT", "SplitMeta", "SplitNetwork", "VariantError", "fit_head_priors",
-           "head_symbols", "load_network", "save_network"]
+__all__ = ["BRIDGES", "FORMAT", "LATENT_BRIDGES", "SplitMeta", "SplitNetwork", "VariantError",
+           "fit_head_priors", "head_symbols", "load_network", "save_network"]

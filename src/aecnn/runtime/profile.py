@@ -121,7 +121,7 @@ def profile_variant(v: SplitNetwork, images: Sequence[bytes], coders: Sequence[s
             for c in coders:
                 wire = enc[c][-1][2]
                 t_dec = _median_time(
-                    lambda w=wire: decode_packet(Packet.from_bytes(w), v.priors.values()),
+                    lambda w=wire: decode_packet(Packet.from_bytes(w), v.coding_tables()),
                     repeats)
                 enc[c][-1] = (*enc[c][-1][:2], t_dec)
             r = v.bridge(z)

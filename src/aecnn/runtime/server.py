@@ -512,7 +512,7 @@ class EdgeServer:
                            f"{h.model} expects {(k, height, width)}", "field")
         if tuple(h.indices) != want_idx:
             raise Rejected("packet's kept channels differ from the variant's", "field")
-        return h.model, decode_packet(packet, v.priors.values())[None]
+        return h.model, decode_packet(packet, v.coding_tables())[None]
 
     def _batcher(self, name: str, full: bool) -> _Batcher:
         key = (name, full)

@@ -43,8 +43,9 @@ def _qat_spec(rec: dict) -> QuantSpec:
 
 def meta_from_stage(folder: str | Path, name: str | None = None, checkpoint: str = "best"
                     ) -> tuple[SplitMeta, dict]:
-    """Variant metadata and weights of a finished Algorithm 1 or BottleNet++ stage folder
-    (``pruned-xV`` -> zerofill, ``aecnn-xV*`` -> fr, ``bottlenet*`` -> bottlenet).
+    """Variant metadata and weights of a finished Algorithm 1, BottleNet++ or learned-
+    bottleneck stage folder (``pruned-xV`` -> zerofill, ``aecnn-xV*`` -> fr, ``bottlenet*`` ->
+    bottlenet, ``entropic*`` -> entropic).
 
     ``checkpoint`` names the weights: ``best`` (``best.pt``, the network validation picked and
     the one every command deploys) or ``last`` (``last.pt``, the last epoch's)."""
@@ -63,12 +64,14 @@ def meta_from_stage(folder: str | Path, name: str | None = None, checkpoint: str
         bridge = "fr"
     elif stage.startswith("bottlenet"):
         bridge = "bottlenet"
+    elif stage.startswith("entropic"):
+        bridge = "entropic"
     else:
-        raise VariantError(f"{folder}: stage {stage!r} is not deployable "
-                           "(use a pruned-xV, aecnn-xV or bottlenet stage, or a baseline)")
+        raise VariantError(f"{folder}: stage {stage!r} is not deployable (use a pruned-xV, "
+                           "aecnn-xV, bottlenet or entropic stage, or a baseline)")
     spec = get_spec(ckpt["model_name"])
     sp = spec.split_point(rec["point"])
-    kept = rec.get("kept") if bridge != "bottlenet" else None
+    kept = rec.get("kept") if bridge not in ("bottlenet", "entropic") else None
     meta = SplitMeta(
         name=name or (f"{ckpt['model_name']}-{sp.name}-{bridge}"
                       + (f"-q{_qat_spec(rec).tag}" if rec.get("qat_bits") else "")
@@ -180,6 +183,8 @@ def export_from(source: str | Path, out: str | Path, point: str | None = None,
     except RuntimeError as exc:
         raise VariantError(f"{source}: weights do not fit: {str(exc).splitlines()[0]}") from None
     var.eval()
+    if meta.bridge == "entropic":  # freeze the learned prior's coding tables into the file
+        var.head.bottleneck.update()
     if specs:
         train = train_split_of(source, baseline)
         try:
