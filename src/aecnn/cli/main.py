@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from aecnn.cli import bench, bottlenet, demo, inspect, link, runtime, train
+from aecnn.cli import bench, bottlenet, demo, entropic, inspect, link, runtime, train
 from aecnn.cli.common import Parser
 from aecnn.errors import AecnnError
 from aecnn.version import __version__
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parsers(sub)
     train.add_parsers(sub)
     bottlenet.add_parser(sub)
+    entropic.add_parser(sub)
     inspect.add_parsers(sub)
     runtime.add_parsers(sub)
     bench.add_parsers(sub)
