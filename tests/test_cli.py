@@ -167,3 +167,61 @@ def test_help_shows_defaults_and_every_option_is_explained(capsys):
     missing = [f"{path} {a.option_strings or a.dest}" for path, a in walk(build_parser(), "aecnn")
                if not a.help]
     assert missing == []
+
+
+def test_more_one_line_errors(tmp_path, capsys):
+    """What a newcomer hit: a taken port, a negative count, a rate or deadline without a
+    unit, an unknown command: each one line and exit status 2."""
+    import socket
+
+    import torch
+
+    from aecnn.core import SplitMeta, SplitNetwork, save_network
+
+    meta = SplitMeta(name="r18-x1", model_name="resnet18", classes=("a", "b"), point="stem",
+                     ratio=1, bridge="identity", kept=None, channels=64, input_size=32,
+                     mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    torch.manual_seed(0)
+    variant = str(save_network(SplitNetwork.from_meta(meta).eval(), tmp_path / "v.pt"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", variant, "--port", str(port)]) == 2
+        assert f"cannot listen on 127.0.0.1:{port}" in _one_line(capsys)
+    assert main(["infer", "--mode", "local", "--variant", variant, "--test", "-3"]) == 2
+    assert "--test: -3 is not at least 1" in _one_line(capsys)
+    prof = tmp_path / "p.json"
+    prof.write_text("{}")
+    assert main(["plan", "--profile", str(prof), "--rate", "2"]) == 2
+    assert "needs a unit" in _one_line(capsys)
+    assert main(["nosuch"]) == 2
+    assert "invalid choice: 'nosuch'" in _one_line(capsys)
+
+
+def test_client_waits_for_a_server_that_is_starting():
+    import socket
+    import threading
+    import time
+
+    from aecnn.errors import AecnnError
+    from aecnn.runtime.client import Connection
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(AecnnError, match="cannot connect"):
+        Connection("127.0.0.1", port, connect_wait=0.0).connect()
+    server = socket.socket()
+
+    def start_late():
+        time.sleep(0.6)
+        server.bind(("127.0.0.1", port))
+        server.listen()
+
+    threading.Thread(target=start_late).start()
+    t0 = time.monotonic()
+    conn = Connection("127.0.0.1", port, connect_wait=5.0).connect()
+    assert 0.5 < time.monotonic() - t0 < 3
+    conn.close()
+    server.close()

@@ -28,6 +28,12 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
+    def error(self, message: str):
+        """A usage error as every other user error: one line, exit status 2."""
+        where = self.prog.removeprefix("aecnn").strip()
+        self.exit(2, f"aecnn: error: {where + ': ' if where else ''}{message} "
+                     f"(see {self.prog} --help)\n")
+
 
 def add_config_args(p: argparse.ArgumentParser, what: str) -> None:
     """``--config FILE``, repeatable ``--set KEY=VALUE`` and ``--no-progress``."""
@@ -36,3 +42,14 @@ def add_config_args(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value, e.g. --set optim.lr=0.05 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value

@@ -7,6 +7,7 @@ import json
 import statistics
 from pathlib import Path
 
+from aecnn.cli.common import positive_int
 from aecnn.data.collect import collect_images
 from aecnn.errors import AecnnError
 
@@ -105,8 +106,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        decode_workers=args.decode_workers, decode_queue=args.decode_queue,
                        max_pixels=args.max_pixels, tls=tls, metrics_port=args.metrics_port,
                        metrics_host=args.metrics_host, device=args.device)
-    asyncio.run(serve(variants, cfg))
+    try:
+        asyncio.run(serve(variants, cfg))
+    except OSError as exc:  # the address is taken, or not this machine's
+        raise AecnnError(f"cannot listen on {args.host}:{args.port}: "
+                         f"{exc.strerror or exc}") from None
     return 0
+
+
+def _rate(text: str) -> float:
+    """``--rate`` in bits per second; the unit is required (``2`` alone is refused, not read
+    as 2 bit/s)."""
+    from aecnn.runtime.units import parse_rate
+
+    if text.strip().replace(".", "", 1).replace("e", "", 1).isdigit():
+        raise AecnnError(f"rate {text!r} needs a unit, e.g. {text}Mbps or {text}kbps")
+    return parse_rate(text)
+
+
+def _duration(text: str) -> float:
+    """``--deadline`` in seconds; the unit is required (``100`` alone is refused)."""
+    from aecnn.runtime.units import parse_duration
+
+    if text.strip().replace(".", "", 1).isdigit():
+        raise AecnnError(f"duration {text!r} needs a unit, e.g. {text}ms or {text}s")
+    return parse_duration(text)
 
 
 def _connection(args: argparse.Namespace):
@@ -117,8 +141,9 @@ def _connection(args: argparse.Namespace):
         from aecnn.runtime.tls import client_context
 
         tls = client_context(args.tls_ca, args.tls_cert, args.tls_key)
-    return Connection(*parse_address(args.server), tls=tls,
-                      server_hostname=args.tls_server_name).connect()
+    return Connection(*parse_address(args.server), timeout=args.timeout, tls=tls,
+                      server_hostname=args.tls_server_name,
+                      connect_wait=args.connect_wait).connect()
 
 
 def summarize(results: list[dict]) -> dict:
@@ -130,7 +155,6 @@ def _onnx_runner(args: argparse.Namespace):
     """``--engine onnxruntime``: the device head from the ONNX file, no torch on this path."""
     from aecnn.compression.quantize import QuantSpec
     from aecnn.runtime.onnx_head import OnnxCoInference, OnnxHead
-    from aecnn.runtime.units import parse_rate
 
     if args.mode != "co" or args.adaptive:
         raise AecnnError("--engine onnxruntime runs co-inference only (--mode co, no "
@@ -146,7 +170,7 @@ def _onnx_runner(args: argparse.Namespace):
         raise AecnnError(f"{args.variant} quantises to {head.quant} (its graph), not "
                          f"{args.quant}; export it again with --quant {args.quant}")
     conn = _connection(args)
-    return OnnxCoInference(head, head.codec(args.coder, parse_rate(args.rate)), conn), conn
+    return OnnxCoInference(head, head.codec(args.coder, _rate(args.rate)), conn), conn
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
@@ -167,7 +191,6 @@ def _torch_runner(args: argparse.Namespace):
 
     from aecnn.core.split import load_network
     from aecnn.runtime.client import CoInference, FullOffloading, LocalComputing
-    from aecnn.runtime.units import parse_rate
 
     torch.set_num_threads(args.threads)
     quant = args.quant or "float32"
@@ -185,13 +208,12 @@ def _torch_runner(args: argparse.Namespace):
             from aecnn.runtime.client import AdaptiveCoInference
             from aecnn.runtime.latency import LatencyProfile
             from aecnn.runtime.planner import AdaptivePolicy
-            from aecnn.runtime.units import parse_duration
 
             if not args.profile or not args.server:
                 raise AecnnError("--adaptive needs --profile and --server")
             variants = _load_variants([args.variant, *args.adaptive], args.input_size)
             policy = AdaptivePolicy(LatencyProfile.load(args.profile),
-                                    parse_duration(args.deadline), parse_rate(args.rate),
+                                    _duration(args.deadline), _rate(args.rate),
                                     list(variants))
             conn = _connection(args)
             runner = AdaptiveCoInference(variants, policy, conn, quant)
@@ -201,7 +223,7 @@ def _torch_runner(args: argparse.Namespace):
             if not args.server:
                 raise AecnnError("--mode co needs --server HOST:PORT")
             conn = _connection(args)
-            codec = var.codec(quant, args.coder, parse_rate(args.rate))
+            codec = var.codec(quant, args.coder, _rate(args.rate))
             runner = CoInference(var, codec, conn)
     return runner, conn
 
@@ -266,10 +288,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from aecnn.runtime.latency import LatencyProfile
     from aecnn.runtime.planner import plan, render_plan
-    from aecnn.runtime.units import parse_duration, parse_rate
 
+    rate, deadline = _rate(args.rate), _duration(args.deadline)
     prof = LatencyProfile.load(args.profile)
-    rate, deadline = parse_rate(args.rate), parse_duration(args.deadline)
     rows, choice = plan(prof, rate, deadline)
     print(render_plan(rows, choice, rate, deadline))
     if args.json:
@@ -329,7 +350,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quant", default="uint8",
                    help="the grid the ONNX head quantises to (see aecnn infer --quant; a "
                         "float grid: the head's features only)")
-    p.add_argument("--input-size", type=int,
+    p.add_argument("--input-size", type=positive_int,
                    help="the ONNX head's input side (default: the variant's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_export)
@@ -338,8 +359,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("variants", nargs="+", help="variant files (aecnn export)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=7070, help="TCP port to listen on")
-    p.add_argument("--input-size", type=int, help="run at another input size than trained")
-    p.add_argument("--threads", type=int, help="torch threads on the server")
+    p.add_argument("--input-size", type=positive_int, help="run at another input size than trained")
+    p.add_argument("--threads", type=positive_int,
+                   help="torch threads on the server (default: torch's, all cores)")
     p.add_argument("--device", default="auto",
                    help="where the networks run: auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--batch-window", type=float, default=0.0,
@@ -381,7 +403,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("infer", help="device client: co-inference, local or full offload")
     p.add_argument("images", nargs="*", help="image files or folders")
-    p.add_argument("--test", type=int, help="also the first N Caltech-101 test images")
+    p.add_argument("--test", type=positive_int, help="also the first N Caltech-101 test images")
     p.add_argument("--data", help="Caltech-101 root for --test")
     p.add_argument("--mode", choices=("co", "local", "full"), default="co",
                    help="co: co-inference with the server; local: the whole network on the "
@@ -392,7 +414,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="what runs the device head: torch, or ONNX Runtime from the ONNX "
                         "file alone (co-inference; needs the onnx extra)")
     p.add_argument("--variant-name", help="served variant that runs whole images (full)")
-    p.add_argument("--server", help="HOST:PORT of aecnn serve")
+    p.add_argument("--server", help="HOST:PORT of aecnn serve (co and full modes)")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds to wait for the connection and for each reply")
+    p.add_argument("--connect-wait", type=float, default=10.0,
+                   help="seconds to keep retrying while the server refuses connections "
+                        "(it may still be starting)")
     p.add_argument("--tls", action="store_true", help="speak TLS, checking the server "
                                                      "against the system's CAs")
     p.add_argument("--tls-ca", help="PEM CA that signed the server's certificate (implies "
@@ -401,7 +428,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tls-key", help="PEM private key (if not in --tls-cert)")
     p.add_argument("--tls-server-name", help="name to check the server's certificate "
                                              "against (default: the host of --server)")
-    p.add_argument("--input-size", type=int,
+    p.add_argument("--input-size", type=positive_int,
                    help="run the variant at this input side instead of its trained one")
     p.add_argument("--quant",
                    help="float32 | float16 | uintN[c][@pNN] (c: per channel; @pNN: the "
@@ -411,7 +438,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="none | zstd | memoryless | per-channel | context | prior (the variant's "
                         "context prior for --quant, from aecnn export --prior) | auto")
     p.add_argument("--rate", default="10Mbps", help="uplink rate that --coder auto assumes")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=positive_int, default=1,
                    help="device threads of torch or ONNX Runtime (1: weak)")
     p.add_argument("--cpu-quota", type=float, help="also cap the device at this many CPUs "
                                                    "(cgroup v2, needs root)")
@@ -420,7 +447,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "uplink rate estimated online (needs --profile)")
     p.add_argument("--profile", help="latency profile for --adaptive")
     p.add_argument("--deadline", default="100ms", help="deadline for --adaptive")
-    p.add_argument("--repeat", type=int, default=1, help="times each image is sent")
+    p.add_argument("--repeat", type=positive_int, default=1, help="times each image is sent")
     p.add_argument("--warmup", type=int, default=1, help="untimed requests before the timed ones")
     p.add_argument("--json", help="write every request's breakdown here")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
@@ -431,15 +458,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--full", help="uncompressed variant (local computing, full offloading)")
     p.add_argument("--images", nargs="*", default=[],
                    help="image files or folders to time on (besides --test)")
-    p.add_argument("--test", type=int, default=8, help="first N Caltech-101 test images")
+    p.add_argument("--test", type=positive_int, default=8, help="first N Caltech-101 test images")
     p.add_argument("--data", help="Caltech-101 root for --test")
-    p.add_argument("--input-size", type=int,
+    p.add_argument("--input-size", type=positive_int,
                    help="run the variants at this input side instead of their trained one")
     p.add_argument("--coders", nargs="+", default=["none", "memoryless", "per-channel"],
                    help="entropy coders to time")
     p.add_argument("--quant", default="float32",
                    help="quantisation grid of the split tensor (see aecnn infer --quant)")
-    p.add_argument("--threads", type=int, default=1, help="device threads")
+    p.add_argument("--threads", type=positive_int, default=1, help="device threads")
     p.add_argument("--server-threads", type=int,
                    help="torch threads of the server side (default: torch's)")
     p.add_argument("--repeats", type=int, default=3, help="timed repetitions per image")

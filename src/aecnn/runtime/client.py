@@ -66,22 +66,40 @@ class InferenceResult:
         return asdict(self)
 
 
+class _Refused(AecnnError):
+    """Nothing listens at the address (yet)."""
+
+
 class Connection:
     """A blocking TCP connection to an edge server (one request at a time).
 
     ``tls``: a client context (:func:`aecnn.runtime.tls.client_context`) to speak TLS, the
     server's certificate checked for ``server_hostname`` (default ``host``); ``source``: the
-    local address to connect from."""
+    local address to connect from. ``timeout``: seconds for connecting and for each reply;
+    ``connect_wait``: for that many seconds a refused connection is tried again (a server that
+    is still starting), every 0.25 s."""
 
     def __init__(self, host: str, port: int, timeout: float = 60.0,
                  max_frame: int = P.DEFAULT_MAX_FRAME, tls: ssl.SSLContext | None = None,
-                 server_hostname: str | None = None, source: str | None = None) -> None:
+                 server_hostname: str | None = None, source: str | None = None,
+                 connect_wait: float = 0.0) -> None:
         self.addr, self.timeout, self.max_frame = (host, port), timeout, max_frame
+        self.connect_wait = connect_wait
         self.tls, self.server_hostname, self.source = tls, server_hostname or host, source
         self.sock: socket.socket | None = None
         self.next_id = 1
 
     def connect(self) -> Connection:
+        deadline = time.monotonic() + self.connect_wait
+        while True:
+            try:
+                return self._connect()
+            except _Refused as exc:
+                if time.monotonic() >= deadline:
+                    raise AecnnError(str(exc)) from None
+                time.sleep(0.25)
+
+    def _connect(self) -> Connection:
         sock = None
         try:
             sock = socket.create_connection(
@@ -93,9 +111,9 @@ class Connection:
         except (OSError, ssl.SSLError) as exc:
             if sock is not None:
                 sock.close()
-            raise AecnnError(f"cannot connect to the edge server at {self.addr[0]}:"
-                             f"{self.addr[1]}: {getattr(exc, 'strerror', None) or exc}"
-                             ) from None
+            kind = _Refused if isinstance(exc, ConnectionRefusedError) else AecnnError
+            raise kind(f"cannot connect to the edge server at {self.addr[0]}:"
+                       f"{self.addr[1]}: {getattr(exc, 'strerror', None) or exc}") from None
         self.sock = sock
         return self
 

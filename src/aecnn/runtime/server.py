@@ -564,7 +564,8 @@ async def serve(variants: dict[str, SplitNetwork], cfg: ServerConfig,
     server = EdgeServer(variants, cfg)
     host, port = await server.start()
     extra = f", metrics on {cfg.metrics_host}:{server.metrics.port}" if server.metrics.on else ""
-    print(f"aecnn serve: listening on {host}:{port} ({len(variants)} variants on "
+    plural = "s" if len(variants) != 1 else ""
+    print(f"aecnn serve: listening on {host}:{port} ({len(variants)} variant{plural} on "
           f"{server.device}{', TLS' if cfg.tls else ''}{extra})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
