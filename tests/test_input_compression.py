@@ -1,0 +1,124 @@
+"""Input compression (the photo sent as JPEG/WebP): sizes, record, CLI, errors. Seconds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from aecnn.benchmarks.input_codec import add_arguments, run
+from aecnn.data.splits import Manifest, packaged_manifest
+from aecnn.errors import AecnnError, CheckpointError
+from aecnn.evaluation.input_compression import (
+    decode,
+    device_crop,
+    encode,
+    render_markdown,
+    run_input_compression,
+)
+from aecnn.models import create_model
+from aecnn.training.checkpoint import save_checkpoint
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A random-weight ResNet-18 for the packaged manifest's 101 classes, at 32 px."""
+    torch.manual_seed(0)
+    classes = list(Manifest.load(packaged_manifest()).classes)
+    path = tmp_path_factory.mktemp("ckpt") / "best.pt"
+    save_checkpoint(path, {"model": create_model("resnet18", len(classes)).state_dict(),
+                           "classes": classes, "model_name": "resnet18",
+                           "config": {"data": {"input_size": SIZE}}})
+    return path
+
+
+def _photo(caltech_root: Path) -> bytes:
+    m = Manifest.load(packaged_manifest())
+    return (caltech_root / m.test[0][0]).read_bytes()
+
+
+def test_encode_decode_sizes_and_determinism(caltech_root):
+    crop = device_crop(_photo(caltech_root), SIZE)
+    assert crop.shape == (SIZE, SIZE, 3) and crop.dtype == np.uint8
+    for codec in ("jpeg", "webp"):
+        sizes = []
+        for q in (90, 50, 10):
+            data = encode(crop, codec, q)
+            assert data == encode(crop, codec, q)  # deterministic
+            assert decode(data).shape == (SIZE, SIZE, 3)
+            sizes.append(len(data))
+        assert sizes[0] > sizes[1] > sizes[2], (codec, sizes)
+    with pytest.raises(AecnnError, match="codec"):
+        encode(crop, "png", 50)
+    with pytest.raises(AecnnError, match="quality"):
+        encode(crop, "jpeg", 0)
+
+
+def test_record_has_every_codec_and_quality(caltech_root, checkpoint):
+    rec = run_input_compression(checkpoint, ("jpeg", "webp"), (10, 50, 90), images=4,
+                                split_point="stem", progress=False)
+    keys = {(r["codec"], r["quality"]) for r in rec["rows"]}
+    assert keys == {("raw", None)} | {(c, q) for c in ("jpeg", "webp") for q in (10, 50, 90)}
+    assert rec["images"] == 4 and rec["input_size"] == SIZE and rec["sent_size"] == [SIZE, SIZE]
+    raw = next(r for r in rec["rows"] if r["codec"] == "raw")
+    assert raw["bytes_mean"] == 3 * SIZE * SIZE and raw["ratio_vs_input"] == 1.0
+    # ResNet-18 stem at 32 px: 64 x 8 x 8 float32
+    assert rec["split_tensor_bytes"] == 4 * 64 * 8 * 8
+    for codec in ("jpeg", "webp"):
+        b = {r["quality"]: r["bytes_mean"] for r in rec["rows"] if r["codec"] == codec}
+        assert b[90] > b[50] > b[10]
+    for r in rec["rows"]:
+        assert 0 <= r["top1"] <= r["top5"] <= 100 and r["images"] == 4
+        assert r["ratio_vs_split"] == pytest.approx(rec["split_tensor_bytes"] / r["bytes_mean"])
+    again = run_input_compression(checkpoint, ("jpeg", "webp"), (10, 50, 90), images=4,
+                                  split_point="stem", progress=False)
+    assert again["rows"] == rec["rows"]
+    assert "| webp | 10 |" in render_markdown(rec)
+
+
+def test_cli_writes_record_table_and_figure(caltech_root, checkpoint, tmp_path):
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    out = tmp_path / "out"
+    args = p.parse_args(["--checkpoint", str(checkpoint), "--qualities", "30", "75",
+                         "--codecs", "jpeg", "--images", "2", "--out", str(out),
+                         "--no-progress", "--threads", "1"])
+    assert run(args) == 0
+    rec = json.loads((out / "input.json").read_text())
+    assert [(r["codec"], r["quality"]) for r in rec["rows"]] == [("raw", None), ("jpeg", 75),
+                                                                 ("jpeg", 30)]
+    assert "command" in rec and "machine" in rec
+    assert (out / "input.md").read_text().startswith("Input compression")
+    assert (out / "input.png").stat().st_size > 0
+    for bad in (["--qualities", "0"], ["--qualities", "101"], ["--images", "0"],
+                ["--codecs", "png"]):
+        with pytest.raises(SystemExit):
+            p.parse_args(["--checkpoint", "x", *bad])
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError):
+        run_input_compression(bad, progress=False)
+    with pytest.raises(CheckpointError):
+        run_input_compression(tmp_path / "missing.pt", progress=False)
+    wrong = tmp_path / "wrong.pt"
+    save_checkpoint(wrong, {"model": {"fc.weight": torch.zeros(3, 3)}, "classes": ["a"],
+                            "model_name": "resnet18", "config": {"data": {"input_size": 32}}})
+    with pytest.raises(CheckpointError, match="do not fit"):
+        run_input_compression(wrong, progress=False)
+    assert issubclass(CheckpointError, AecnnError)
+
+
+def test_unknown_split_point_and_quality(checkpoint):
+    with pytest.raises(AecnnError):
+        run_input_compression(checkpoint, qualities=(0,), progress=False)
+    with pytest.raises(AecnnError):
+        run_input_compression(checkpoint, split_point="nowhere", progress=False)
