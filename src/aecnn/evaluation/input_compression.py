@@ -33,6 +33,7 @@ from aecnn.errors import AecnnError, CheckpointError, ImageReadError
 CODECS = ("jpeg", "webp")
 QUALITIES = (10, 30, 50, 75, 90)
 _PIL = {"jpeg": "JPEG", "webp": "WEBP"}
+_LABEL = {"jpeg": "JPEG", "webp": "WebP"}
 RECORD_KIND = "input-compression"
 
 
@@ -252,7 +253,7 @@ def plot(rec: dict[str, Any], path: str | Path) -> None:
         rows = sorted((r for r in rec["rows"] if r["codec"] == codec),
                       key=lambda r: r["bytes_mean"])
         xs, ys = [r["bytes_mean"] for r in rows], [r["top1"] for r in rows]
-        ax.plot(xs, ys, marker="o", label=codec.upper())
+        ax.plot(xs, ys, marker="o", label=_LABEL.get(codec, codec))
         for r in rows:
             ax.annotate(str(r["quality"]), (r["bytes_mean"], r["top1"]), fontsize=7,
                         textcoords="offset points", xytext=(3, 3))
