@@ -122,3 +122,11 @@ def test_unknown_split_point_and_quality(checkpoint):
         run_input_compression(checkpoint, qualities=(0,), progress=False)
     with pytest.raises(AecnnError):
         run_input_compression(checkpoint, split_point="nowhere", progress=False)
+
+
+def test_cli_choices_match_the_module():
+    from aecnn.benchmarks import input_codec
+    from aecnn.evaluation import input_compression
+
+    assert input_codec.CODECS == input_compression.CODECS
+    assert input_codec.QUALITIES == input_compression.QUALITIES

@@ -29,9 +29,11 @@ def _count(text: str) -> int:
     return n
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from aecnn.evaluation.input_compression import CODECS, QUALITIES
+CODECS = ("jpeg", "webp")  # as aecnn.evaluation.input_compression (importing it loads torch)
+QUALITIES = (10, 30, 50, 75, 90)
 
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True,
                    help="trained baseline checkpoint (best.pt of aecnn train-baseline)")
     p.add_argument("--codecs", nargs="+", choices=CODECS, default=list(CODECS),

@@ -1,5 +1,5 @@
-"""``aecnn bench codec|fuzz|transport|prior|server|onnx``: measurements that write JSON records
-(and a Markdown table) into ``--out``."""
+"""``aecnn bench codec|fuzz|transport|prior|server|onnx|input``: measurements that write JSON
+records (and a Markdown table) into ``--out``."""
 
 from __future__ import annotations
 
@@ -132,3 +132,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                                       "against ONNX Runtime (needs the onnx extra)")
     onnx_arguments(p)
     p.set_defaults(func=cmd_onnx)
+
+    from aecnn.benchmarks.input_codec import add_arguments as input_arguments
+    from aecnn.benchmarks.input_codec import run as run_input
+
+    p = kinds.add_parser("input", help="the photo sent as JPEG and WebP at several qualities "
+                                       "(full offloading): the uncut network's accuracy "
+                                       "against bytes per image")
+    input_arguments(p)
+    p.set_defaults(func=run_input)
