@@ -190,7 +190,7 @@ def test_more_one_line_errors(tmp_path, capsys):
         assert main(["serve", variant, "--port", str(port)]) == 2
         assert f"cannot listen on 127.0.0.1:{port}" in _one_line(capsys)
     assert main(["infer", "--mode", "local", "--variant", variant, "--test", "-3"]) == 2
-    assert "--test: -3 is not at least 1" in _one_line(capsys)
+    assert "--test: must be at least 1, got -3" in _one_line(capsys)
     prof = tmp_path / "p.json"
     prof.write_text("{}")
     assert main(["plan", "--profile", str(prof), "--rate", "2"]) == 2

@@ -13,6 +13,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from aecnn.cli.common import positive_int
 from aecnn.runtime.units import UnitError, format_duration, format_rate, parse_duration, parse_rate
 
 
@@ -37,16 +38,6 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``link`` command (``check``, ``cleanup``) to ``subparsers``; return its parser."""
     parser = subparsers.add_parser(
@@ -65,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="link MTU in bytes (tbf shaping needs 1500)")
     p.add_argument("--seconds", type=float, default=2.0, help="length of each measurement")
     p.add_argument("--tolerance", type=float, default=0.10, help="allowed relative error")
-    p.add_argument("--attempts", type=_positive_int, default=3,
+    p.add_argument("--attempts", type=positive_int, default=3,
                    help="measurements before a shortfall counts (a busy host can dip once)")
     p.add_argument("--impairment", choices=("auto", "netem", "userspace"), default="auto",
                    help="how delay/jitter/loss are made (auto: netem if the kernel has it)")
