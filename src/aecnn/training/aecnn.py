@@ -212,6 +212,20 @@ class Pipeline:
         return make_split(self.data, self.root, self.manifest, name, self.spec.mean,
                           self.spec.std, train, self.progress)
 
+    def require_dividing_ratios(self) -> None:
+        """For methods whose code has C/V channels (BottleNet++, the learned bottleneck):
+        every ratio must divide the channel count at every split point.
+
+        Raises:
+            ConfigError: a ratio below 1 or one that does not divide the channels.
+        """
+        for point in self.cfg.points:
+            sp = self.spec.split_point(point)
+            bad = [v for v in self.cfg.ratios if v < 1 or sp.channels % v]
+            if bad:
+                raise ConfigError(f"ratio {bad[0]} does not divide the {sp.channels} channels "
+                                  f"of {self.spec.name} at {sp.name}")
+
     def fresh_model(self) -> nn.Module:
         model = create_model(self.spec.name, len(self.classes))
         model.load_state_dict(self.base_state)

@@ -35,7 +35,6 @@ from tqdm import tqdm
 from aecnn.compression.bottlenet import BottleNetDecoder, BottleNetEncoder, BottleNetHead
 from aecnn.config import save_config
 from aecnn.core.split import SplitNetwork
-from aecnn.errors import ConfigError
 from aecnn.models import split_model
 from aecnn.models.spec import SplitPoint
 from aecnn.training import distributed
@@ -96,12 +95,7 @@ class BottleNetPipeline(Pipeline):
     def __init__(self, cfg: BottleNetConfig, progress: bool = True) -> None:
         super().__init__(pipeline_config(cfg), progress)
         self.bcfg = cfg
-        for point in cfg.points:
-            sp = self.spec.split_point(point)
-            bad = [v for v in cfg.ratios if v < 1 or sp.channels % v]
-            if bad:
-                raise ConfigError(f"ratio {bad[0]} does not divide the {sp.channels} channels "
-                                  f"of {self.spec.name} at {sp.name}")
+        self.require_dividing_ratios()
 
     def build(self, sp: SplitPoint, ratio: int, frozen: bool) -> SplitNetwork:
         """Baseline head + encoder | decoder | baseline tail, from the baseline weights.

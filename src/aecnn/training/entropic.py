@@ -120,12 +120,7 @@ class EntropicPipeline(Pipeline):
     def __init__(self, cfg: EntropicConfig, progress: bool = True) -> None:
         super().__init__(pipeline_config(cfg), progress)
         self.ecfg = cfg
-        for point in cfg.points:
-            sp = self.spec.split_point(point)
-            bad = [v for v in cfg.ratios if v < 1 or sp.channels % v]
-            if bad:
-                raise ConfigError(f"ratio {bad[0]} does not divide the {sp.channels} channels "
-                                  f"of {self.spec.name} at {sp.name}")
+        self.require_dividing_ratios()
 
     def build(self, sp: SplitPoint, ratio: int, frozen_head: bool = False) -> SplitNetwork:
         """Baseline head (held fixed) + encoder + prior | decoder | baseline tail. Encoder,
