@@ -29,7 +29,7 @@ from aecnn.compression.codec import FeatureCodec, decode_packet
 from aecnn.compression.priors import PRIOR_MODELS
 from aecnn.compression.quantize import QuantSpec, dequantize, quantize
 from aecnn.compression.wire import Packet
-from aecnn.config import load_config
+from aecnn.config import load_config, read_yaml_mapping
 from aecnn.data.splits import spread_indices
 from aecnn.errors import RecordError
 from aecnn.records import write_record
@@ -592,24 +592,13 @@ def load_repro_config(configs: list[str | Path], overrides: list[str] | tuple[st
     as ``aecnn_overrides`` is replaced whole, not appended to): a scale's base
     (``experiments/configs/cpu.yaml``) and then named overlays
     (``experiments/configs/overlays/*.yaml``)."""
-    import yaml
-
     from aecnn.errors import ConfigError
 
     if not configs:
         raise ConfigError("no reproduction config given")
     merged: dict = {}
     for path in configs:
-        p = Path(path)
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"config file {p} does not exist") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {p} must hold a mapping")
-        merged.update(loaded)
+        merged.update(read_yaml_mapping(path))
     return load_config(ReproConfig, None, overrides, base=merged)
 
 

@@ -87,6 +87,24 @@ def _set(tree: dict, dotted: str, value: Any) -> None:
     tree[keys[-1]] = value
 
 
+def read_yaml_mapping(path: str | Path) -> dict:
+    """The mapping a YAML config file holds (an empty file is an empty mapping).
+
+    Raises:
+        ConfigError: the file is missing, is not valid YAML, or holds no mapping.
+    """
+    p = Path(path)
+    try:
+        loaded = yaml.safe_load(p.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {p} must hold a mapping")
+    return loaded
+
+
 def load_config(cls: type[T], path: str | Path | None = None,
                 overrides: list[str] | tuple[str, ...] = (), base: dict | None = None) -> T:
     """Build config ``cls`` from defaults, then ``base``, then YAML ``path``, then overrides."""
@@ -94,16 +112,7 @@ def load_config(cls: type[T], path: str | Path | None = None,
     for k, v in (base or {}).items():
         _set(data, k, v) if "." in k else data.__setitem__(k, v)
     if path is not None:
-        p = Path(path)
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"config file {p} does not exist") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {p} must hold a mapping")
-        _merge(data, loaded)
+        _merge(data, read_yaml_mapping(path))
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
