@@ -8,6 +8,7 @@ next to every checkpoint and result.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import types
 import typing
@@ -136,3 +137,14 @@ def _merge(into: dict, new: dict) -> None:
 def save_config(cfg: Any, path: str | Path) -> None:
     """Write the resolved config as YAML."""
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def positive_int(text: str) -> int:
+    """A command-line type for counts (``argparse``): an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from aecnn.config import positive_int
+
 
 def _quality(text: str) -> int:
     try:
@@ -17,16 +19,6 @@ def _quality(text: str) -> int:
     if not 1 <= q <= 100:
         raise argparse.ArgumentTypeError(f"quality must be in 1..100, not {q}")
     return q
-
-
-def _count(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, not {n}")
-    return n
 
 
 CODECS = ("jpeg", "webp")  # as aecnn.evaluation.input_compression (importing it loads torch)
@@ -40,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="image codecs the photo is sent with")
     p.add_argument("--qualities", nargs="+", type=_quality, default=list(QUALITIES),
                    help="encoder qualities, 1..100")
-    p.add_argument("--images", type=_count,
+    p.add_argument("--images", type=positive_int,
                    help="photos of the split, spread evenly over it (default: all)")
     p.add_argument("--split", choices=("train", "val", "test"), default="test",
                    help="split of the checkpoint's manifest")
@@ -49,8 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "tensor (e.g. stem)")
     p.add_argument("--data", help="dataset root (default: the checkpoint's, $AECNN_DATA, or "
                                   "the shared copy)")
-    p.add_argument("--batch-size", type=_count, default=64, help="photos per forward pass")
-    p.add_argument("--threads", type=_count, help="torch CPU threads (default: torch's)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="photos per forward pass")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
     p.add_argument("--out", default="results/input_codec",
                    help="folder for input.json, input.md and input.png")
     p.add_argument("--no-plot", action="store_true", help="write no figure")

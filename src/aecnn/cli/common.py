@@ -43,13 +43,3 @@ def add_config_args(p: argparse.ArgumentParser, what: str) -> None:
                    help="override one config value, e.g. --set optim.lr=0.05 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-
-def positive_int(text: str) -> int:
-    """An ``argparse`` type: an integer of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value

@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from aecnn.cli.common import positive_int
+from aecnn.config import positive_int
 from aecnn.runtime.units import UnitError, format_duration, format_rate, parse_duration, parse_rate
 
 

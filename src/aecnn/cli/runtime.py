@@ -7,7 +7,7 @@ import json
 import statistics
 from pathlib import Path
 
-from aecnn.cli.common import positive_int
+from aecnn.config import positive_int
 from aecnn.data.collect import collect_images
 from aecnn.errors import AecnnError
 
