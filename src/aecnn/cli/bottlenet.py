@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from aecnn.cli.common import add_config_args
+
 
 def render_bottlenet_table(records: list[dict]) -> str:
     """Markdown: split point, C x H x W, V, module-only and joint top-1, C' x H' x W'."""
@@ -45,9 +47,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Add ``train-bottlenet`` to an ``aecnn`` parser's subcommands."""
     p = subparsers.add_parser("train-bottlenet",
                               help="BottleNet++ baseline: encoder/decoder, then joint tuning")
-    p.add_argument("--config", help="YAML config file (see configs/bottlenet/)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set module.lr=1e-3 (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_args(p, "see configs/bottlenet/", "module.lr=1e-3")
     p.set_defaults(func=cmd_train_bottlenet)
     return p

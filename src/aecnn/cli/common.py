@@ -35,11 +35,10 @@ class Parser(argparse.ArgumentParser):
                      f"(see {self.prog} --help)\n")
 
 
-def add_config_args(p: argparse.ArgumentParser, what: str) -> None:
-    """``--config FILE``, repeatable ``--set KEY=VALUE`` and ``--no-progress``."""
-    p.add_argument("--config", help=f"YAML config file ({what}); its values override the "
-                                    "defaults")
+def add_config_args(p: argparse.ArgumentParser, what: str, example: str) -> None:
+    """``--config FILE`` (``what``: where such files are), repeatable ``--set KEY=VALUE``
+    (``example``: one such override) and ``--no-progress``."""
+    p.add_argument("--config", help=f"YAML config file ({what})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config value, e.g. --set optim.lr=0.05 (repeatable)")
+                   help=f"override one config value, e.g. --set {example} (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-

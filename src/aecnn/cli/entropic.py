@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from aecnn.cli.common import add_config_args
+
 
 def render_entropic_table(records: list[dict]) -> str:
     """Markdown: split point, V, stage, test top-1, latent k x H' x W', real and estimated
@@ -43,10 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "train-entropic",
         help="learned entropy bottleneck (Entropic Student): encoder + factorized prior + "
              "decoder with a rate term, then decoder and tail")
-    p.add_argument("--config", help="YAML config file (fields of EntropicConfig: baseline, "
-                                    "points, ratios, module, tail, rate_weight, spatial, ...)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set rate_weight=0.01 (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_args(p, "fields of EntropicConfig: baseline, points, ratios, module, tail, "
+                       "rate_weight, spatial, ...", "rate_weight=0.01")
     p.set_defaults(func=cmd_train_entropic)
     return p

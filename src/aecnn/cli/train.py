@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from aecnn.cli.common import add_config_args
+
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config file (see configs/)")
@@ -114,10 +116,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train_baseline)
 
     p = sub.add_parser("train-aecnn", help="Algorithm 1: CA, importance, pruning, FR")
-    p.add_argument("--config", help="YAML config file (see configs/aecnn/)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config value, e.g. --set ratios=[8,16] (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_args(p, "see configs/aecnn/", "ratios=[8,16]")
     p.set_defaults(func=cmd_train_aecnn)
 
     p = sub.add_parser("fig4", help="Fig. 4: attention of three random batches")
