@@ -74,6 +74,19 @@ def test_help(argv, capsys):
     assert "usage: aecnn" in capsys.readouterr().out
 
 
+def _tiny_variant(tmp_path):
+    """A variant file: ResNet-18 uncut at the stem, 32 px, two classes, seeded weights."""
+    import torch
+
+    from aecnn.core import SplitMeta, SplitNetwork, save_network
+
+    meta = SplitMeta(name="r18-x1", model_name="resnet18", classes=("a", "b"), point="stem",
+                     ratio=1, bridge="identity", kept=None, channels=64, input_size=32,
+                     mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    torch.manual_seed(0)
+    return save_network(SplitNetwork.from_meta(meta).eval(), tmp_path / "v.pt")
+
+
 def _one_line(capsys) -> str:
     """The whole of stderr: exactly one line, ``aecnn: error: ...``, without an object
     address or PyTorch's advice."""
@@ -110,15 +123,7 @@ def test_checkpoint_that_holds_code(tmp_path, capsys):
 
 
 def test_corrupt_photo_names_its_file(tmp_path, capsys):
-    import torch
-
-    from aecnn.core import SplitMeta, SplitNetwork, save_network
-
-    meta = SplitMeta(name="r18-x1", model_name="resnet18", classes=("a", "b"), point="stem",
-                     ratio=1, bridge="identity", kept=None, channels=64, input_size=32,
-                     mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
-    torch.manual_seed(0)
-    variant = save_network(SplitNetwork.from_meta(meta).eval(), tmp_path / "v.pt")
+    variant = _tiny_variant(tmp_path)
     photo = tmp_path / "cat.jpg"
     photo.write_bytes(b"\xff\xd8 not really a JPEG")
     assert main(["infer", str(photo), "--mode", "local", "--variant", str(variant)]) == 2
@@ -174,15 +179,7 @@ def test_more_one_line_errors(tmp_path, capsys):
     unit, an unknown command: each one line and exit status 2."""
     import socket
 
-    import torch
-
-    from aecnn.core import SplitMeta, SplitNetwork, save_network
-
-    meta = SplitMeta(name="r18-x1", model_name="resnet18", classes=("a", "b"), point="stem",
-                     ratio=1, bridge="identity", kept=None, channels=64, input_size=32,
-                     mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
-    torch.manual_seed(0)
-    variant = str(save_network(SplitNetwork.from_meta(meta).eval(), tmp_path / "v.pt"))
+    variant = str(_tiny_variant(tmp_path))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
