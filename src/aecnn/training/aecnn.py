@@ -70,18 +70,21 @@ class StageBudget:
     distill: float = 0.0
     distill_temperature: float = 4.0
     rate: float = 0.0
+    steps: int | None = None  # optimiser steps per epoch at most (None: the whole split)
 
     def __post_init__(self) -> None:
         if not self.rate >= 0.0:
             raise ConfigError(f"rate: {self.rate} is not >= 0")
         if not 0.0 <= self.distill <= 1.0:
             raise ConfigError(f"distill: {self.distill} is not in [0, 1]")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps: {self.steps} is not >= 1")
         if not self.distill_temperature > 0:
             raise ConfigError(f"distill_temperature: {self.distill_temperature} is not > 0")
 
     def optim(self) -> OptimConfig:
         return OptimConfig(self.name, self.lr, 0.9, self.weight_decay, self.epochs,
-                           self.warmup_epochs, self.label_smoothing)
+                           self.warmup_epochs, self.label_smoothing, self.steps)
 
 
 @dataclass(frozen=True)
@@ -212,19 +215,28 @@ class Pipeline:
         return make_split(self.data, self.root, self.manifest, name, self.spec.mean,
                           self.spec.std, train, self.progress)
 
-    def require_dividing_ratios(self) -> None:
-        """For methods whose code has C/V channels (BottleNet++, the learned bottleneck):
-        every ratio must divide the channel count at every split point.
+    def ratios_at(self, sp: SplitPoint) -> list[int]:
+        """The ratios of ``cfg.ratios`` that divide the channel count at ``sp``, in order:
+        a code of C/V channels (kept channels, BottleNet++'s or the learned bottleneck's
+        latent) needs a whole number. One list can so serve split points with different
+        channel counts (32 at EfficientNet-Lite0's stem, 40 at blocks.3); the others are
+        skipped at that point.
 
         Raises:
-            ConfigError: a ratio below 1 or one that does not divide the channels.
+            ConfigError: a ratio below 1, or none of the ratios divides ``sp``'s channels.
         """
+        if any(v < 1 for v in self.cfg.ratios):
+            raise ConfigError(f"ratios: {min(self.cfg.ratios)} is below 1")
+        fit = [v for v in self.cfg.ratios if sp.channels % v == 0]
+        if not fit:
+            raise ConfigError(f"no ratio in {list(self.cfg.ratios)} divides the {sp.channels} "
+                              f"channels of {self.spec.name} at {sp.name}")
+        return fit
+
+    def check_ratios(self) -> None:
+        """:meth:`ratios_at` for every split point: a config error before any training."""
         for point in self.cfg.points:
-            sp = self.spec.split_point(point)
-            bad = [v for v in self.cfg.ratios if v < 1 or sp.channels % v]
-            if bad:
-                raise ConfigError(f"ratio {bad[0]} does not divide the {sp.channels} channels "
-                                  f"of {self.spec.name} at {sp.name}")
+            self.ratios_at(self.spec.split_point(point))
 
     def fresh_model(self) -> nn.Module:
         model = create_model(self.spec.name, len(self.classes))
@@ -315,6 +327,8 @@ class Pipeline:
             del spent["distill"], spent["distill_temperature"]
         if not budget.rate:
             del spent["rate"]
+        if budget.steps is None:
+            del spent["steps"]
         stream = f"{extra['point']}/{name}"  # this stage's own batches and crops
         config = {"stage": name, "budget": spent, "stream": stream,
                   "baseline": self.cfg.baseline, "data": dataclasses.asdict(self.data),
@@ -420,7 +434,9 @@ class Pipeline:
         if distributed.is_main():
             save_config(cfg, self.out / "config.yaml")
         records = []
-        total = len(cfg.points) * (1 + (2 + self.n_qat) * len(cfg.ratios))
+        self.check_ratios()
+        sps = [self.spec.split_point(p) for p in cfg.points]
+        total = sum(1 + (2 + self.n_qat) * len(self.ratios_at(sp)) for sp in sps)
         bar = tqdm(total=total, desc="Algorithm 1", unit="stage", disable=not self.progress)
         for point in cfg.points:
             sp = self.spec.split_point(point)
@@ -434,7 +450,7 @@ class Pipeline:
                 records.append(rec)
             bar.update()
             imp = self.importance(sp, ca_net, folder)
-            for ratio in cfg.ratios:
+            for ratio in self.ratios_at(sp):
                 keep = keep_indices(imp, ratio)
 
                 def build_pruned(sp: SplitPoint = sp, keep: list[int] = keep) -> SplitNetwork:

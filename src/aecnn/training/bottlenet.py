@@ -95,7 +95,7 @@ class BottleNetPipeline(Pipeline):
     def __init__(self, cfg: BottleNetConfig, progress: bool = True) -> None:
         super().__init__(pipeline_config(cfg), progress)
         self.bcfg = cfg
-        self.require_dividing_ratios()
+        self.check_ratios()
 
     def build(self, sp: SplitPoint, ratio: int, frozen: bool) -> SplitNetwork:
         """Baseline head + encoder | decoder | baseline tail, from the baseline weights.
@@ -119,12 +119,13 @@ class BottleNetPipeline(Pipeline):
             save_config(cfg, self.out / "config.yaml")
         records = []
         per_ratio = 1 + (cfg.joint.epochs > 0) + self.n_qat
-        bar = tqdm(total=len(cfg.points) * len(cfg.ratios) * per_ratio, desc="BottleNet++",
+        stages = sum(len(self.ratios_at(self.spec.split_point(p))) for p in cfg.points)
+        bar = tqdm(total=stages * per_ratio, desc="BottleNet++",
                    unit="stage", disable=not self.progress)
         for point in cfg.points:
             sp = self.spec.split_point(point)
             folder: Path = self.out / sp.name
-            for ratio in cfg.ratios:
+            for ratio in self.ratios_at(sp):
                 extra = {"point": sp.name, "ratio": ratio, "method": METHOD,
                          "spatial": cfg.spatial,
                          "split_shape": list(sp.shape(self.data.input_size))}

@@ -42,6 +42,9 @@ class OptimConfig:
     epochs: int = 30
     warmup_epochs: int = 0
     label_smoothing: float = 0.0
+    # at most this many optimiser steps per epoch (the first batches of the epoch's shuffled
+    # order, so a fresh random part of the training split each epoch); None: all of it
+    steps_per_epoch: int | None = None
 
 
 @dataclass(frozen=True)

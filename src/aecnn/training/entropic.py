@@ -120,7 +120,7 @@ class EntropicPipeline(Pipeline):
     def __init__(self, cfg: EntropicConfig, progress: bool = True) -> None:
         super().__init__(pipeline_config(cfg), progress)
         self.ecfg = cfg
-        self.require_dividing_ratios()
+        self.check_ratios()
 
     def build(self, sp: SplitPoint, ratio: int, frozen_head: bool = False) -> SplitNetwork:
         """Baseline head (held fixed) + encoder + prior | decoder | baseline tail. Encoder,
@@ -164,12 +164,13 @@ class EntropicPipeline(Pipeline):
             save_config(cfg, self.out / "config.yaml")
         records = []
         per_ratio = 1 + (cfg.tail.epochs > 0)
-        bar = tqdm(total=len(cfg.points) * len(cfg.ratios) * per_ratio, desc="Entropic",
+        stages = sum(len(self.ratios_at(self.spec.split_point(p))) for p in cfg.points)
+        bar = tqdm(total=stages * per_ratio, desc="Entropic",
                    unit="stage", disable=not self.progress)
         for point in cfg.points:
             sp = self.spec.split_point(point)
             folder: Path = self.out / sp.name
-            for ratio in cfg.ratios:
+            for ratio in self.ratios_at(sp):
                 extra = {"point": sp.name, "ratio": ratio, "method": METHOD,
                          "spatial": cfg.spatial, "rate_weight": cfg.rate_weight,
                          "split_shape": list(sp.shape(self.data.input_size))}

@@ -241,6 +241,10 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig
         steps = math.ceil(shard / distributed.local_batch(batch_size))
     else:
         steps = math.ceil(len(train_ds) / batch_size)
+    if optim.steps_per_epoch is not None:
+        if optim.steps_per_epoch < 1:
+            raise ConfigError(f"steps_per_epoch: {optim.steps_per_epoch} is not >= 1")
+        steps = min(steps, optim.steps_per_epoch)
     sched = make_scheduler(opt, optim, steps)
     history: list[dict] = []
     best = -1.0
@@ -271,9 +275,11 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig
                                  device=opts.device)
         model.train()
         n, correct, total_loss = 0, 0, 0.0
-        bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{optim.epochs}", leave=False,
+        bar = tqdm(loader, total=steps, desc=f"{desc} {epoch + 1}/{optim.epochs}", leave=False,
                    disable=not opts.progress, unit="batch")
-        for x, y in bar:
+        for step, (x, y) in enumerate(bar):
+            if step == steps:  # steps_per_epoch reached
+                break
             x, y = opts.to_device(x), y.to(opts.device)
             with opts.autocast():
                 logits = trained(x)
