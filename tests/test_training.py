@@ -255,3 +255,60 @@ def test_stages_do_not_replay_the_baselines_batches(tmp_path):
     assert base == base_again and stage == stage_again  # deterministic
     assert [i for i, _ in stage] != [i for i, _ in base]  # another order
     assert not {j for _, j in stage} & {j for _, j in base}  # other augmentations
+
+
+def test_steps_per_epoch_caps_the_optimiser_steps(tmp_path):
+    """``steps_per_epoch`` stops each epoch after that many batches (the schedule spans
+    only those); a budget's ``steps`` passes it on, and a cap below 1 is a config error."""
+    from torch.utils.data import TensorDataset
+
+    from aecnn.errors import ConfigError
+    from aecnn.training.aecnn import StageBudget
+    from aecnn.training.config import OptimConfig
+    from aecnn.training.loop import RunOptions, fit
+
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(64, 3), torch.randint(0, 2, (64,), generator=g))
+    seen: list[int] = []
+
+    def train(out: str, cap: int | None) -> list[dict]:
+        torch.manual_seed(1)
+        model = torch.nn.Linear(3, 2)
+        seen.clear()
+        return fit(model, data, data, OptimConfig(lr=0.1, epochs=2, steps_per_epoch=cap),
+                   tmp_path / out, RunOptions(torch.device("cpu"), progress=False,
+                                              channels_last=False),
+                   seed=0, batch_size=8, eval_batch_size=64, workers=0, config={}, meta={},
+                   on_step=lambda m: seen.append(1))
+
+    train("all", None)
+    assert len(seen) == 2 * 8
+    capped = train("capped", 3)
+    assert len(seen) == 2 * 3
+    assert capped[-1]["lr"] == pytest.approx(0.0)  # the cosine ends with the capped epoch
+    assert StageBudget(steps=3).optim().steps_per_epoch == 3
+    assert StageBudget().optim().steps_per_epoch is None
+    with pytest.raises(ConfigError, match="steps"):
+        StageBudget(steps=0)
+    with pytest.raises(ConfigError, match="steps_per_epoch"):
+        train("bad", 0)
+
+
+def test_each_split_point_takes_the_ratios_that_divide_its_channels():
+    from aecnn.errors import ConfigError
+    from aecnn.models import get_spec
+    from aecnn.training.aecnn import AecnnConfig, Pipeline
+
+    spec = get_spec("efficientnet_lite0")
+    pipe = Pipeline.__new__(Pipeline)  # no baseline needed for the ratio rule
+    pipe.spec = spec
+    pipe.cfg = AecnnConfig(points=("stem", "blocks.3"), ratios=(2, 4, 8, 16, 20, 32, 40, 64))
+    assert pipe.ratios_at(spec.split_point("stem")) == [2, 4, 8, 16, 32]
+    assert pipe.ratios_at(spec.split_point("blocks.3")) == [2, 4, 8, 20, 40]
+    pipe.check_ratios()
+    pipe.cfg = AecnnConfig(points=("stem",), ratios=(3, 64))
+    with pytest.raises(ConfigError, match="no ratio in \\[3, 64\\] divides the 32 channels"):
+        pipe.check_ratios()
+    pipe.cfg = AecnnConfig(points=("stem",), ratios=(0, 2))
+    with pytest.raises(ConfigError, match="below 1"):
+        pipe.check_ratios()
