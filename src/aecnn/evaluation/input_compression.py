@@ -2,13 +2,14 @@
 (full offloading), and the accuracy of the uncut network on the decoded photo.
 
 For every test photo the device does what the server's preprocessing would do anyway and no
-more: it resizes the photo so that its shorter side is ``round(S * 256 / 224)``
-(:func:`aecnn.runtime.preprocess.decode_rgb`) and crops the centre ``S x S``
-(:class:`~aecnn.runtime.preprocess.ArrayPreprocessor`), so it never sends pixels the network
-does not see. That crop is encoded at each (codec, quality), the bytes are counted, and the
-decoded ``S x S`` picture is scaled and normalised (no second resize) and classified by the
-whole network. A ``raw`` row (the crop as uint8 pixels, ``3 * S * S`` bytes, no coding) is
-the reference: its accuracy is the network's accuracy on that split.
+more: it resizes the photo so that its shorter side is ``round(S * 256 / 224)`` and crops the
+centre ``S x S`` (:func:`aecnn.runtime.preprocess.device_crop`), so it never sends pixels the
+network does not see. That crop is encoded at each (codec, quality), the bytes are counted,
+and the decoded ``S x S`` picture is scaled and normalised (no second resize: the edge
+server takes an ``S x S`` photo as the crop, so ``aecnn infer --mode full`` on these bytes
+classifies the same tensor) and classified by the whole network. A ``raw`` row (the crop as
+uint8 pixels, ``3 * S * S`` bytes, no coding) is the reference: its accuracy is the
+network's accuracy on that split.
 
 Sizes can be set beside a feature method's: with a split point the record also holds the
 compression ratio against that point's float32 split tensor (``4 * C * H * W`` bytes).
@@ -29,28 +30,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from aecnn.errors import AecnnError, CheckpointError, ImageReadError
+from aecnn.runtime.preprocess import device_crop
 
 CODECS = ("jpeg", "webp")
 QUALITIES = (10, 30, 50, 75, 90)
 _PIL = {"jpeg": "JPEG", "webp": "WEBP"}
 _LABEL = {"jpeg": "JPEG", "webp": "WebP"}
 RECORD_KIND = "input-compression"
-
-
-def device_crop(data: bytes, input_size: int) -> np.ndarray:
-    """Photo file bytes -> the ``(S, S, 3)`` uint8 centre crop the network sees: shorter side
-    ``round(S * 256 / 224)`` (bilinear), then the centre ``S x S`` as torchvision crops it.
-
-    Raises:
-        ImageReadError: the bytes are not a readable image.
-    """
-    from aecnn.runtime.preprocess import decode_rgb
-
-    rgb = decode_rgb(data, input_size)
-    h, w = rgb.shape[:2]
-    s = input_size
-    top, left = int(round((h - s) / 2.0)), int(round((w - s) / 2.0))
-    return np.ascontiguousarray(rgb[top:top + s, left:left + s])
 
 
 def encode(rgb: np.ndarray, codec: str, quality: int) -> bytes:
@@ -63,6 +49,17 @@ def encode(rgb: np.ndarray, codec: str, quality: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb, "RGB").save(buf, _PIL[codec], quality=int(quality))
     return buf.getvalue()
+
+
+def to_input(pics: Sequence[np.ndarray], mean: Sequence[float], std: Sequence[float]
+             ) -> torch.Tensor:
+    """Decoded ``(S, S, 3)`` uint8 crops -> the network's ``(B, 3, S, S)`` float32 input:
+    scaled to [0, 1] and normalised, no resize (what the edge server's preprocessing does to
+    an ``S x S`` photo, :class:`~aecnn.runtime.preprocess.Preprocessor`)."""
+    x = torch.from_numpy(np.stack(pics)).permute(0, 3, 1, 2).float() / 255.0
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return (x - m) / s
 
 
 def decode(data: bytes) -> np.ndarray:
@@ -151,13 +148,10 @@ def run_input_compression(checkpoint: str | Path, codecs: Sequence[str] = CODECS
     root, manifest = load_manifest(cfg.data)
     samples = manifest.split(split)
     samples = [samples[i] for i in spread_indices(len(samples), images or 0)]
-    mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1)
 
     def classify(batch: list[np.ndarray]) -> torch.Tensor:
-        x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float() / 255.0
         with torch.inference_mode():
-            return model((x - mean) / std).float()
+            return model(to_input(batch, spec.mean, spec.std)).float()
 
     keys = [("raw", None)] + [(c, q) for c in codecs for q in qualities]
     tallies = {k: _Tally() for k in keys}
