@@ -31,24 +31,12 @@ from tqdm import tqdm
 
 from aecnn.errors import AecnnError, CheckpointError, ImageReadError
 from aecnn.runtime.preprocess import device_crop
+from aecnn.runtime.preprocess import encode_rgb as encode
 
-CODECS = ("jpeg", "webp")
+CODECS = ("jpeg", "webp")  # the keys of aecnn.runtime.preprocess.PHOTO_CODECS
 QUALITIES = (10, 30, 50, 75, 90)
-_PIL = {"jpeg": "JPEG", "webp": "WEBP"}
 _LABEL = {"jpeg": "JPEG", "webp": "WebP"}
 RECORD_KIND = "input-compression"
-
-
-def encode(rgb: np.ndarray, codec: str, quality: int) -> bytes:
-    """``(H, W, 3)`` uint8 -> the bytes of ``codec`` (``jpeg``: baseline, 4:2:0, PIL's
-    default tables; ``webp``: lossy, libwebp's default method 4) at ``quality`` (1..100)."""
-    if codec not in _PIL:
-        raise AecnnError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
-    if not 1 <= quality <= 100:
-        raise AecnnError(f"quality must be in 1..100, not {quality}")
-    buf = io.BytesIO()
-    Image.fromarray(rgb, "RGB").save(buf, _PIL[codec], quality=int(quality))
-    return buf.getvalue()
 
 
 def to_input(pics: Sequence[np.ndarray], mean: Sequence[float], std: Sequence[float]
@@ -131,7 +119,7 @@ def run_input_compression(checkpoint: str | Path, codecs: Sequence[str] = CODECS
     codecs = tuple(dict.fromkeys(codecs))
     qualities = tuple(sorted(set(int(q) for q in qualities), reverse=True))
     for c in codecs:
-        if c not in _PIL:
+        if c not in CODECS:
             raise AecnnError(f"unknown codec {c!r}; choose from {', '.join(CODECS)}")
     for q in qualities:
         if not 1 <= q <= 100:
@@ -214,6 +202,32 @@ def run_input_compression(checkpoint: str | Path, codecs: Sequence[str] = CODECS
         "qualities": list(qualities),
         "rows": rows,
     }
+
+
+def jpeg_accuracy(record: str | Path, quality: int) -> tuple[float, str]:
+    """Top-1 (%) of the uncut network on the crop sent as JPEG at ``quality``, from an
+    ``aecnn bench input`` record, with a sentence naming it.
+
+    Raises:
+        AecnnError: the record is unreadable, not an input-compression record, or has no
+            JPEG row of that quality.
+    """
+    import json
+
+    try:
+        rec = json.loads(Path(record).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AecnnError(f"cannot read the input-compression record {record}: {exc}") from None
+    if not isinstance(rec, dict) or rec.get("kind") != RECORD_KIND:
+        raise AecnnError(f"{record} is not an aecnn bench input record")
+    row = next((r for r in rec.get("rows", []) if r.get("codec") == "jpeg"
+                and r.get("quality") == quality), None)
+    if row is None:
+        raise AecnnError(f"{record} has no JPEG row of quality {quality} (it has "
+                         + ", ".join(str(r.get("quality")) for r in rec.get("rows", [])
+                                     if r.get("codec") == "jpeg") + ")")
+    return float(row["top1"]), (f"given: aecnn bench input record {record} ({rec['images']} "
+                                f"{rec['split']} images of {rec['checkpoint']})")
 
 
 def render_markdown(rec: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from aecnn.errors import ImageReadError
 if TYPE_CHECKING:
     import torch
 
+PHOTO_CODECS = {"jpeg": "JPEG", "webp": "WEBP"}  # what a device may offload its crop as
 MAX_PIXELS = 50_000_000  # refuse decompression bombs well before PIL's own limit
 FORMATS = ("JPEG", "PNG", "BMP", "WEBP")  # what decode_image opens; no other decoder runs
 _OBJECT = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>")
@@ -139,3 +140,21 @@ def device_crop(data: bytes, input_size: int, max_pixels: int = MAX_PIXELS) -> n
     h, w = rgb.shape[:2]
     top, left = int(round((h - s) / 2.0)), int(round((w - s) / 2.0))
     return np.ascontiguousarray(rgb[top:top + s, left:left + s])
+
+
+def encode_rgb(rgb: np.ndarray, codec: str, quality: int) -> bytes:
+    """``(H, W, 3)`` uint8 -> the bytes of ``codec`` (``jpeg``: baseline, 4:2:0, PIL's
+    default tables; ``webp``: lossy, libwebp's default method 4) at ``quality`` (1..100).
+
+    Raises:
+        AecnnError: an unknown codec or a quality outside 1..100.
+    """
+    from aecnn.errors import AecnnError
+
+    if codec not in PHOTO_CODECS:
+        raise AecnnError(f"unknown codec {codec!r}; choose from {', '.join(PHOTO_CODECS)}")
+    if not 1 <= quality <= 100:
+        raise AecnnError(f"quality must be in 1..100, not {quality}")
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buf, PHOTO_CODECS[codec], quality=int(quality))
+    return buf.getvalue()
