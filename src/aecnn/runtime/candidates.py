@@ -73,10 +73,17 @@ def candidate_coders(v: SplitNetwork, grid: str, coders: Sequence[str]) -> list[
     return out
 
 
-def candidate_key(meta: SplitMeta, grid: str, several: bool) -> str:
-    """A co-inference candidate's key: the variant's name, followed by ``:GRID`` when the
-    profile holds that variant on ``several`` grids."""
-    return f"{meta.name}:{grid}" if several else meta.name
+def candidate_keys(variants: dict[str, SplitNetwork], grids: Sequence[str]
+                   ) -> dict[str, tuple[str, str]]:
+    """Every co-inference candidate of ``variants`` (name -> network) on ``grids``: key ->
+    (variant name, grid). The key is the variant's name, followed by ``:GRID`` when that
+    variant is profiled on several grids."""
+    out = {}
+    for name, v in variants.items():
+        vg = candidate_grids(v, grids)
+        for g in vg:
+            out[f"{name}:{g}" if len(vg) > 1 else name] = (name, g)
+    return out
 
 
 def recorded_accuracy(meta: SplitMeta, grid: str) -> tuple[float | None, str]:
@@ -150,5 +157,5 @@ def measure_jpeg(full: SplitNetwork, quality: int, photos: Sequence[tuple[bytes,
 
 
 __all__ = ["FACTORIZED", "LEARNED", "LOCAL", "candidate_coders", "candidate_grids",
-           "candidate_key", "jpeg_grid", "jpeg_key", "measure_co", "measure_jpeg",
+           "candidate_keys", "jpeg_grid", "jpeg_key", "measure_co", "measure_jpeg",
            "measure_local", "recorded_accuracy"]

@@ -26,7 +26,7 @@ from aecnn.runtime.candidates import (
     LEARNED,
     LOCAL,
     candidate_coders,
-    candidate_grids,
+    candidate_keys,
     jpeg_grid,
     jpeg_key,
     measure_co,
@@ -245,12 +245,13 @@ def profile_all(variants: dict[str, SplitNetwork], images: Sequence[bytes],
     grids = tuple(grids or (quant,))
     given = accuracy or {}
     costs: dict[str, VariantCost] = {}
+    keys = candidate_keys(variants, grids)
     for name, v in tqdm(variants.items(), desc="profile", disable=not progress):
-        vg = candidate_grids(v, grids)
+        vg = {g: k for k, (n, g) in keys.items() if n == name}
         per = profile_grids(v, images, {g: candidate_coders(v, g, coders) for g in vg},
                             device_threads, server_threads, repeats)
         for g, cost in per.items():
-            key = name if len(vg) == 1 else f"{name}:{g}"
+            key = vg[g]
             if key in given:
                 acc, src = given[key]
             elif accuracy_photos:
