@@ -18,7 +18,8 @@ Accuracy (test top-1, %), by preference: *given* (a number the caller supplies, 
 ``aecnn bench input`` record for JPEG offloading), *measured* (here, on test photos, through
 the very codec and server path the candidate deploys), *recorded* (the variant's
 ``meta.test_top1``, valid on a float grid, on the grid a QAT variant was fine-tuned through,
-and for a learned bottleneck), else none.
+and for a learned bottleneck; an 8-bit grid without clipping and float16 are taken to keep
+float32's, and say so), else none.
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ def recorded_accuracy(meta: SplitMeta, grid: str) -> tuple[float | None, str]:
         return acc, f"recorded: {where} (float32)"
     if spec.dtype == DType.FLOAT16:
         return acc, f"recorded: {where} (float32; float16 taken as equal)"
+    if spec.bits >= 8 and spec.clip >= 1.0 and not spec.grid_levels:
+        return acc, f"recorded: {where} (float32; {grid}, 256 levels, taken as equal)"
     return None, f"none: {where} is float32's, not {grid}'s (measure it)"
 
 
