@@ -209,6 +209,27 @@ def test_full_offload_and_local_agree(served, photos):
             assert a.bytes_up == 0 and a.t_com == 0
 
 
+def test_full_offload_of_the_device_crop_as_jpeg(served, photos):
+    """``FullOffloading(..., jpeg_quality)``: the device sends its S x S crop as JPEG (S from
+    the server's INFO), and the server classifies that crop as local computing classifies
+    the decoded JPEG."""
+    from aecnn.runtime.preprocess import device_crop, encode_rgb
+
+    run, variants = served
+    local = LocalComputing(variants["r18-x1"])
+    with Connection(run.host, run.port) as conn:
+        full = FullOffloading("r18-x1", conn, jpeg_quality=90)
+        for data in photos:
+            b = full.infer(data)
+            jpeg = encode_rgb(device_crop(data, 32), "jpeg", 90)
+            a = local.infer(jpeg)
+            assert a.cls == b.cls and a.score == pytest.approx(b.score, abs=1e-5)
+            assert b.bytes_up == len(jpeg) + len(b"r18-x1") + 1 + P.HEADER.size
+            assert b.t_pre > 0 and b.t_enc > 0 and b.bytes_up < len(data) / 4
+        with pytest.raises(AecnnError, match="does not serve"):
+            FullOffloading("nope", conn, jpeg_quality=90).infer(photos[0])
+
+
 def test_server_rejects_bad_requests_and_survives(served, photos):
     run, variants = served
     with Connection(run.host, run.port) as conn:
