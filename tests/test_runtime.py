@@ -551,6 +551,7 @@ def test_profile_and_planner_over_every_candidate(variant_files, photos, tmp_pat
     from aecnn.compression.quantize import QuantSpec
     from aecnn.core.split import fit_head_priors
     from aecnn.runtime.candidates import LEARNED
+    from aecnn.runtime.latency import ACCURACY_SOURCES
     from aecnn.runtime.planner import choose
     from aecnn.runtime.preprocess import Preprocessor
 
@@ -570,6 +571,8 @@ def test_profile_and_planner_over_every_candidate(variant_files, photos, tmp_pat
                        files={"r18-x1": "x1.pt"},
                        accuracy={"full-jpeg-q75": (69.0, "given: a test")})
     prof = LatencyProfile.load(prof.save(tmp_path / "profile.json"))
+    assert {v.accuracy_source.split(":")[0] for v in prof.variants.values()} <= set(
+        ACCURACY_SOURCES)
     assert set(prof.variants) == {"r18-fr-x8:float32", "r18-fr-x8:uint2@p90", "r18-fr-q2p90-x8",
                                   "r18-ent-x8", "local", "full-jpeg-q75"}
     f32, u2 = prof.variant("r18-fr-x8:float32"), prof.variant("r18-fr-x8:uint2@p90")

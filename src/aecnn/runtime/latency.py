@@ -49,7 +49,7 @@ class CoderCost:
 
 
 #: Where a candidate's accuracy comes from: the first word of ``accuracy_source``.
-ACCURACY_SOURCES = ("recorded", "measured", "given")
+ACCURACY_SOURCES = ("given", "measured", "recorded", "none")
 
 
 @dataclass(frozen=True)
