@@ -222,3 +222,31 @@ def test_client_waits_for_a_server_that_is_starting():
     assert 0.5 < time.monotonic() - t0 < 3
     conn.close()
     server.close()
+
+
+def test_best_code_options_fail_in_one_line(tmp_path, capsys):
+    """The options of the candidates' commands, misused: one line and exit status 2."""
+    from PIL import Image
+
+    variant = str(_tiny_variant(tmp_path))
+    photo = tmp_path / "p.jpg"
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(photo)
+    assert main(["infer", "--jpeg", "90", "--variant", variant, "--server", "x:1",
+                 str(photo)]) == 2
+    assert "--jpeg is for --mode full" in _one_line(capsys)
+    assert main(["infer", "--mode", "full", "--jpeg", "0", "--variant-name", "r18-x1",
+                 "--server", "127.0.0.1:1", str(photo)]) == 2
+    assert "--jpeg must be a quality in 1..100, not 0" in _one_line(capsys)
+    assert main(["export", str(tmp_path), "--out-dir", str(tmp_path / "d")]) == 2
+    assert "holds no finished deployable stage" in _one_line(capsys)
+    assert main(["export", str(tmp_path), "--out-dir", str(tmp_path / "d"), "--kinds",
+                 "nope"]) == 2
+    assert "unknown kind 'nope'" in _one_line(capsys)
+    assert main(["export", variant, "--out", str(tmp_path / "o.pt"), "--kinds", "qat"]) == 2
+    assert "--kinds is for --out-dir" in _one_line(capsys)
+    assert main(["export", str(tmp_path), "--out-dir", str(tmp_path / "d"), "--out",
+                 str(tmp_path / "o.pt")]) == 2
+    assert "--out-dir exports a whole run folder" in _one_line(capsys)
+    assert main(["profile", variant, "--full", variant, "--images", str(photo),
+                 "--accuracy", "local"]) == 2
+    assert "is not KEY=PERCENT" in _one_line(capsys)

@@ -130,3 +130,56 @@ def test_cli_choices_match_the_module():
 
     assert input_codec.CODECS == input_compression.CODECS
     assert input_codec.QUALITIES == input_compression.QUALITIES
+
+
+def test_full_offloading_classifies_the_crop_bench_input_classifies(caltech_root, checkpoint):
+    """The edge server's photo path (IMAGE requests, ``aecnn infer --mode full``) takes an
+    ``S x S`` photo as the crop the device made: the tensor it classifies is the one ``aecnn
+    bench input`` classifies for the same JPEG bytes (it used to resize the crop again to
+    ``S * 256 / 224`` and crop its centre, a zoom of 8/7), so both report the same class."""
+    import asyncio
+    import threading
+
+    from aecnn.core.split import SplitMeta, SplitNetwork
+    from aecnn.evaluation.input_compression import load_baseline, to_input
+    from aecnn.models import get_spec
+    from aecnn.runtime.client import Connection, FullOffloading
+    from aecnn.runtime.preprocess import ArrayPreprocessor, Preprocessor
+    from aecnn.runtime.server import EdgeServer, ServerConfig
+    from aecnn.training.export import meta_from_baseline
+
+    spec = get_spec("resnet18")
+    m = Manifest.load(packaged_manifest())
+    photos = [(caltech_root / m.test[i][0]).read_bytes() for i in (0, 200, 400)]
+    blobs = [encode(device_crop(p, SIZE), "jpeg", 75) for p in photos]
+    prep = Preprocessor(SIZE, spec.mean, spec.std)
+    aprep = ArrayPreprocessor(SIZE, spec.mean, spec.std)
+    for b in blobs:
+        bench = to_input([decode(b)], spec.mean, spec.std)
+        # float32 rounding of the scaling apart (the old path differed by up to 2.7)
+        assert (prep(b) - bench).abs().max() < 1e-5
+        assert np.abs(aprep(b) - bench.numpy()).max() < 1e-5
+    # end to end: the server's answer is the class bench input counts
+    model, _, _ = load_baseline(checkpoint)
+    meta, state = meta_from_baseline(checkpoint, "stem", "x1")
+    var = SplitNetwork.from_meta(meta)
+    var.load_state_dict(state)
+    assert isinstance(meta, SplitMeta)
+    loop = asyncio.new_event_loop()
+    server = EdgeServer({"x1": var.eval()}, ServerConfig(port=0, threads=1))
+    host, port = loop.run_until_complete(server.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        with Connection(host, port) as conn:
+            runner = FullOffloading("x1", conn)
+            for b in blobs:
+                with torch.inference_mode():
+                    probs = model(to_input([decode(b)], spec.mean, spec.std)).softmax(1)[0]
+                r = runner.infer(b)
+                assert r.cls == int(probs.argmax())
+                assert r.score == pytest.approx(float(probs.max()), abs=1e-5)
+    finally:
+        asyncio.run_coroutine_threadsafe(server.shutdown(), loop).result(20)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)

@@ -209,6 +209,27 @@ def test_full_offload_and_local_agree(served, photos):
             assert a.bytes_up == 0 and a.t_com == 0
 
 
+def test_full_offload_of_the_device_crop_as_jpeg(served, photos):
+    """``FullOffloading(..., jpeg_quality)``: the device sends its S x S crop as JPEG (S from
+    the server's INFO), and the server classifies that crop as local computing classifies
+    the decoded JPEG."""
+    from aecnn.runtime.preprocess import device_crop, encode_rgb
+
+    run, variants = served
+    local = LocalComputing(variants["r18-x1"])
+    with Connection(run.host, run.port) as conn:
+        full = FullOffloading("r18-x1", conn, jpeg_quality=90)
+        for data in photos:
+            b = full.infer(data)
+            jpeg = encode_rgb(device_crop(data, 32), "jpeg", 90)
+            a = local.infer(jpeg)
+            assert a.cls == b.cls and a.score == pytest.approx(b.score, abs=1e-5)
+            assert b.bytes_up == len(jpeg) + len(b"r18-x1") + 1 + P.HEADER.size
+            assert b.t_pre > 0 and b.t_enc > 0 and b.bytes_up < len(data) / 4
+        with pytest.raises(AecnnError, match="does not serve"):
+            FullOffloading("nope", conn, jpeg_quality=90).infer(photos[0])
+
+
 def test_server_rejects_bad_requests_and_survives(served, photos):
     run, variants = served
     with Connection(run.host, run.port) as conn:
@@ -520,3 +541,112 @@ def test_server_robustness_suite(variant_files, photos):
         assert not run.server.connections
     finally:
         run.stop()
+
+
+def test_profile_and_planner_over_every_candidate(variant_files, photos, tmp_path):
+    """Candidates: a float variant on two grids (``name:grid``), a QAT variant on its own grid
+    with its context prior as a coder, a learned bottleneck on coder 6, local computing and
+    the device's crop as JPEG; each with its accuracy and where it comes from. The planner
+    weighs them all, and falls back to the fastest when none meets the deadline."""
+    from aecnn.compression.quantize import QuantSpec
+    from aecnn.core.split import fit_head_priors
+    from aecnn.runtime.candidates import LEARNED
+    from aecnn.runtime.latency import ACCURACY_SOURCES
+    from aecnn.runtime.planner import choose
+    from aecnn.runtime.preprocess import Preprocessor
+
+    fr = load_network(variant_files["r18-fr-x8"])
+    qat = SplitNetwork.from_meta(dataclasses.replace(
+        make_meta("r18-fr-q2p90-x8", "fr", 8, tuple(range(0, 64, 8)), "1x1", 64.0),
+        quant="uint2@p90", source="stages/aecnn-q2p90-x8")).eval()
+    prep = Preprocessor(32, SPEC.mean, SPEC.std)
+    qat.priors = fit_head_priors(qat.head, [(prep(d)[0], 0) for d in photos],
+                                 {"uint2@p90": QuantSpec.parse("uint2@p90")}, 3)
+    ent = SplitNetwork.from_meta(make_meta("r18-ent-x8", "entropic", 8, top1=62.0)).eval()
+    ent.head.bottleneck.update()
+    full = load_network(variant_files["r18-x1"])
+    variants = {"r18-fr-x8": fr, "r18-fr-q2p90-x8": qat, "r18-ent-x8": ent}
+    prof = profile_all(variants, photos[:1], full, ("none", "memoryless"), repeats=1,
+                       progress=False, grids=("float32", "uint2@p90"), local=True, jpeg=(75,),
+                       files={"r18-x1": "x1.pt"},
+                       accuracy={"full-jpeg-q75": (69.0, "given: a test")})
+    prof = LatencyProfile.load(prof.save(tmp_path / "profile.json"))
+    assert {v.accuracy_source.split(":")[0] for v in prof.variants.values()} <= set(
+        ACCURACY_SOURCES)
+    assert set(prof.variants) == {"r18-fr-x8:float32", "r18-fr-x8:uint2@p90", "r18-fr-q2p90-x8",
+                                  "r18-ent-x8", "local", "full-jpeg-q75"}
+    f32, u2 = prof.variant("r18-fr-x8:float32"), prof.variant("r18-fr-x8:uint2@p90")
+    assert f32.served == u2.served == "r18-fr-x8" and (f32.quant, u2.quant) == ("float32",
+                                                                                "uint2@p90")
+    assert f32.accuracy == 65.0 and f32.accuracy_source.startswith("recorded")
+    assert u2.accuracy is None and u2.accuracy_source.startswith("none")  # not recorded
+    assert u2.coders["none"].bytes < f32.coders["none"].bytes / 8
+    q = prof.variant("r18-fr-q2p90-x8")
+    assert q.quant == "uint2@p90" and set(q.coders) == {"none", "memoryless", "prior"}
+    assert q.accuracy == 64.0 and "fine-tuned and tested through uint2@p90" in q.accuracy_source
+    e = prof.variant("r18-ent-x8")
+    assert e.quant == LEARNED and list(e.coders) == ["factorized"] and e.accuracy == 62.0
+    loc, jpg = prof.variant("local"), prof.variant("full-jpeg-q75")
+    assert (loc.mode, loc.served, loc.accuracy, loc.coders["none"].bytes) == ("local", "r18-x1",
+                                                                               70.0, 0.0)
+    assert loc.file == "x1.pt"
+    assert jpg.mode == "full" and jpg.quant == "jpeg@q75" and jpg.accuracy == 69.0
+    assert 0 < jpg.coders["jpeg"].bytes < 3 * 32 * 32 and jpg.t_es > 0
+    # eq. (4) for every mode: local computing costs no transfer, JPEG its bytes at the rate
+    assert prof.predict("local", 1e3)["total"] == pytest.approx(loc.t_pre + loc.t_iot)
+    slow, fast = prof.predict("full-jpeg-q75", 1e5), prof.predict("full-jpeg-q75", 1e7)
+    assert slow["total"] - fast["total"] == pytest.approx(
+        jpg.coders["jpeg"].bytes * 8 * (1 / 1e5 - 1 / 1e7))
+    # the planner: local computing is the most accurate (70 %) and meets a generous deadline
+    rows, choice = plan(prof, 1e6, 10.0)
+    assert {r.mode for r in rows} == {"co", "local", "full"} and choice.variant == "local"
+    assert "r18-fr-x8:uint2@p90" in render_plan(rows, choice, 1e6, 10.0)
+    # without local computing, JPEG offloading (69 %) is next
+    _, choice = plan(prof, 1e6, 10.0, [k for k in prof.variants if k != "local"])
+    assert choice.variant == "full-jpeg-q75"
+    # nothing meets a microsecond: plan says so, choose takes the fastest
+    rows, none = plan(prof, 1e6, 1e-6)
+    assert none is None and choose(prof, 1e6, 1e-6).variant == min(
+        rows, key=lambda r: r.predicted).variant
+    assert "the fastest is" in render_plan(rows, None, 1e6, 1e-6)
+
+
+def test_old_profiles_still_load_and_plan(variant_files, photos, tmp_path):
+    """A profile written before candidates (no mode, variant, quant fields) loads; its
+    entries are co-inference on the profile's one grid."""
+    import json
+
+    variants = {n: load_network(p) for n, p in variant_files.items()}
+    prof = profile_all(variants, photos[:1], None, ("none",), quant="uint8", repeats=1,
+                       progress=False)
+    d = prof.to_dict()
+    for v in d["variants"].values():
+        for k in ("mode", "variant", "quant", "file", "accuracy_source"):
+            del v[k]
+    del d["machine"]["grids"]
+    (tmp_path / "old.json").write_text(json.dumps(d))
+    old = LatencyProfile.load(tmp_path / "old.json")
+    assert old.variant("r18-fr-x8").served == "r18-fr-x8" and old.grid("r18-fr-x8") == "uint8"
+    rows, choice = plan(old, 1e9, 10.0)
+    assert choice.variant == "r18-x1" and {r.mode for r in rows} == {"co"}
+
+
+def test_adaptive_client_plans_over_candidates_on_their_grids(served, variant_files, photos):
+    """Candidates ``name:grid`` of the variants the device holds: the adaptive client codes
+    each request on the chosen candidate's grid."""
+    from aecnn.runtime.client import AdaptiveCoInference
+
+    run, variants = served
+    prof = profile_all(variants, photos[:1], None, ("none",), repeats=1, progress=False,
+                       grids=("float32", "uint2"))
+    assert "r18-fr-x8:uint2" in prof.variants
+    names = ["r18-fr-x8:uint2"]
+    policy = AdaptivePolicy(prof, 10.0, initial_rate=1e6, names=names)
+    with Connection(run.host, run.port) as conn:
+        client = AdaptiveCoInference(variants, policy, conn)
+        r = client.infer(photos[0])
+    assert r.variant == "r18-fr-x8" and r.bytes_up < 8 * 8 * 8  # 2-bit symbols, not floats
+    policy = AdaptivePolicy(prof, 10.0, initial_rate=1e6)
+    with Connection(run.host, run.port) as conn:
+        AdaptiveCoInference(variants, policy, conn)
+    assert set(policy.names) == set(prof.variants)  # every candidate is co-inference here

@@ -22,8 +22,13 @@ def parse_address(text: str) -> tuple[str, int]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.out_dir:
+        return _export_run(args)
+    if args.kinds:
+        raise AecnnError("--kinds is for --out-dir (a whole run folder)")
     if not args.out and not args.onnx:
-        raise AecnnError("give --out FILE (variant file), --onnx FILE (device head), or both")
+        raise AecnnError("give --out FILE (variant file), --onnx FILE (device head), --out-dir "
+                         "DIR (every stage of a run folder), or --out and --onnx")
     if args.out:
         from aecnn.training.export import export_from
 
@@ -49,14 +54,30 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_run(args: argparse.Namespace) -> int:
+    from aecnn.training.export import RUN_KINDS, export_run
+
+    if args.out or args.onnx or args.point or args.name or args.best:
+        raise AecnnError("--out-dir exports a whole run folder: --out, --onnx, --point, "
+                         "--name and --best are for one stage")
+    written = export_run(args.source, args.out_dir, tuple(args.kinds or RUN_KINDS),
+                         tuple(args.prior or ()), args.prior_images, args.baseline,
+                         progress=not args.no_progress, prior_model=args.prior_model)
+    for path, var in written:
+        _describe(var, str(path))
+    print(f"{len(written)} variant files -> {args.out_dir}")
+    return 0
+
+
 def _describe(var, out: str) -> None:
     meta = var.meta
     acc = f", test top-1 {meta.test_top1:.2f} %" if meta.test_top1 is not None else ""
     kept = len(meta.kept) if meta.kept else meta.channels // meta.ratio
     shape = f" ({meta.fr_shape})" if meta.fr_shape else ""
     half = ", at half height and width" if meta.spatial else ""
+    qat = f", fine-tuned through {meta.quant}" if meta.quant else ""
     print(f"{meta.name}: {meta.model_name} cut at {meta.point}, bridge {meta.bridge}{shape}, "
-          f"V={meta.ratio} ({kept}/{meta.channels} channels{half}){acc} -> {out}")
+          f"V={meta.ratio} ({kept}/{meta.channels} channels{half}){qat}{acc} -> {out}")
     for grid, prior in var.priors.items():
         print(f"  context prior for {grid}: {prior.fingerprint_hex} ({prior.model} model, "
               f"{prior.levels} levels, fitted on {prior.images} training tensors; "
@@ -195,11 +216,15 @@ def _torch_runner(args: argparse.Namespace):
     torch.set_num_threads(args.threads)
     quant = args.quant or "float32"
     conn = None
+    if args.jpeg is not None and args.mode != "full":
+        raise AecnnError("--jpeg is for --mode full (the device's crop sent as JPEG)")
     if args.mode == "full":
         if not args.server or not args.variant_name:
             raise AecnnError("--mode full needs --server and --variant-name (served name)")
+        if args.jpeg is not None and not 1 <= args.jpeg <= 100:
+            raise AecnnError(f"--jpeg must be a quality in 1..100, not {args.jpeg}")
         conn = _connection(args)
-        runner = FullOffloading(args.variant_name, conn)
+        runner = FullOffloading(args.variant_name, conn, args.jpeg, args.input_size)
     else:
         if not args.variant:
             raise AecnnError(f"--mode {args.mode} needs --variant FILE")
@@ -213,8 +238,7 @@ def _torch_runner(args: argparse.Namespace):
                 raise AecnnError("--adaptive needs --profile and --server")
             variants = _load_variants([args.variant, *args.adaptive], args.input_size)
             policy = AdaptivePolicy(LatencyProfile.load(args.profile),
-                                    _duration(args.deadline), _rate(args.rate),
-                                    list(variants))
+                                    _duration(args.deadline), _rate(args.rate))
             conn = _connection(args)
             runner = AdaptiveCoInference(variants, policy, conn, quant)
         elif args.mode == "local":
@@ -267,27 +291,70 @@ def _infer(runner, image: Path):
         raise ImageReadError(f"{image}: {exc}") from None
 
 
+def given_accuracy(pairs: list[str], input_record: str | None, qualities: list[int]
+                   ) -> dict[str, tuple[float, str]]:
+    """``--accuracy KEY=PCT`` and the JPEG rows of ``--input-record`` (an ``aecnn bench
+    input`` record) as key -> (top-1 %, where it comes from)."""
+    from aecnn.runtime.candidates import jpeg_key
+
+    out = {}
+    if input_record:
+        from aecnn.evaluation.input_compression import jpeg_accuracy
+
+        for q in qualities:
+            out[jpeg_key(q)] = jpeg_accuracy(input_record, q)
+    for text in pairs:
+        key, sep, value = text.rpartition("=")
+        try:
+            out[key] = (float(value), "given: --accuracy on the command line")
+        except ValueError:
+            sep = ""
+        if not sep or not key:
+            raise AecnnError(f"--accuracy {text!r} is not KEY=PERCENT (e.g. full-jpeg-q90=91.5)")
+    return out
+
+
 def cmd_profile(args: argparse.Namespace) -> int:
     from aecnn.core.split import load_network
     from aecnn.runtime.profile import PHOTO_SIZES, profile_all
 
     variants = _load_variants(args.variants, args.input_size)
+    files = {n: p for n, p in zip(variants, args.variants, strict=True)}
     full = load_network(args.full, args.input_size) if args.full else None
+    if full is not None:
+        files.setdefault(full.meta.name, args.full)
     images = [p.read_bytes() for p in collect_images(args.images, args.test, args.data)]
-    prof = profile_all(variants, images, full, tuple(args.coders), args.quant, args.threads,
+    jpeg = list(dict.fromkeys(args.jpeg)) if full is not None else []
+    for q in jpeg:
+        if not 1 <= q <= 100:
+            raise AecnnError(f"--jpeg qualities are 1..100, not {q}")
+    given = given_accuracy(args.accuracy, args.input_record, jpeg)
+    photos = None
+    if args.accuracy_images:
+        from aecnn.data.collect import labelled_test_images
+
+        photos = [(p.read_bytes(), label)
+                  for p, label in labelled_test_images(args.accuracy_images, args.data)]
+    quant = args.quant[0]
+    prof = profile_all(variants, images, full, tuple(args.coders), quant, args.threads,
                        args.server_threads, args.repeats, PHOTO_SIZES if full else None,
-                       args.rtt / 1e3, not args.no_progress)
+                       args.rtt / 1e3, not args.no_progress, grids=args.quant,
+                       local=full is not None, jpeg=jpeg, files=files,
+                       accuracy_photos=photos, accuracy=given)
     prof.save(args.out)
     for name, v in prof.variants.items():
-        print(f"{name}: t_iot {v.t_iot * 1e3:.1f} ms, t_es {v.t_es * 1e3:.1f} ms, "
-              + ", ".join(f"{c} {cc.bytes:.0f} B" for c, cc in v.coders.items()))
+        acc = f"{v.accuracy:.2f} %" if v.accuracy is not None else "-"
+        print(f"{name} [{v.mode}, {prof.grid(name)}]: t_iot {v.t_iot * 1e3:.1f} ms, "
+              f"t_es {v.t_es * 1e3:.1f} ms, " + ", ".join(
+                  f"{c} {cc.bytes:.0f} B" for c, cc in v.coders.items())
+              + f"; accuracy {acc} ({v.accuracy_source.split(':')[0] or 'none'})")
     print(f"profile -> {args.out}")
     return 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from aecnn.runtime.latency import LatencyProfile
-    from aecnn.runtime.planner import plan, render_plan
+    from aecnn.runtime.planner import fastest, plan, render_plan
 
     rate, deadline = _rate(args.rate), _duration(args.deadline)
     prof = LatencyProfile.load(args.profile)
@@ -296,7 +363,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"rate_bps": rate, "deadline_s": deadline, "rows": [r.__dict__ for r in rows],
-             "choice": choice.variant if choice else None}, indent=1))
+             "choice": choice.variant if choice else None,
+             "fastest": fastest(rows).variant if rows else None}, indent=1))
     return 0 if choice else 1
 
 
@@ -324,9 +392,18 @@ def cmd_fig5(args: argparse.Namespace) -> int:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a deployable variant file from a stage folder "
                                       "or a baseline checkpoint")
-    p.add_argument("source", help="stage folder (pruned-xV, aecnn-xV, bottlenet-xV) or "
-                                  "baseline best.pt")
+    p.add_argument("source", help="stage folder (pruned-xV, aecnn-xV, bottlenet-xV, "
+                                  "entropic-xV), baseline best.pt, a variant file (--onnx "
+                                  "alone), or with --out-dir a run folder")
     p.add_argument("--out", help="variant file to write (.pt)")
+    p.add_argument("--out-dir", metavar="DIR",
+                   help="SOURCE is a run folder (train-aecnn, train-bottlenet or "
+                        "train-entropic's out): write every finished deployable stage of it, "
+                        "and the uncut baseline at each split point, as DIR/<variant name>.pt "
+                        "(--prior: fitted for the QAT variants of that grid)")
+    p.add_argument("--kinds", nargs="+", metavar="KIND",
+                   help="with --out-dir: which stages (aecnn, qat, bottlenet, entropic, uncut, "
+                        "pruned); default all but pruned")
     p.add_argument("--point", help="split point, for a baseline checkpoint")
     p.add_argument("--name", help="variant name (default: model-point-bridge-xV)")
     p.add_argument("--best", action="store_true",
@@ -414,6 +491,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="what runs the device head: torch, or ONNX Runtime from the ONNX "
                         "file alone (co-inference; needs the onnx extra)")
     p.add_argument("--variant-name", help="served variant that runs whole images (full)")
+    p.add_argument("--jpeg", type=int, metavar="QUALITY",
+                   help="--mode full: send the device's S x S crop (the pixels the network "
+                        "sees) as JPEG at this quality instead of the photo as it is")
     p.add_argument("--server", help="HOST:PORT of aecnn serve (co and full modes)")
     p.add_argument("--timeout", type=float, default=60.0,
                    help="seconds to wait for the connection and for each reply")
@@ -463,9 +543,25 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-size", type=positive_int,
                    help="run the variants at this input side instead of their trained one")
     p.add_argument("--coders", nargs="+", default=["none", "memoryless", "per-channel"],
-                   help="entropy coders to time")
-    p.add_argument("--quant", default="float32",
-                   help="quantisation grid of the split tensor (see aecnn infer --quant)")
+                   help="entropy coders to time (plus 'prior' wherever a variant file holds "
+                        "a context prior for the grid; a learned bottleneck: its own, "
+                        "'factorized')")
+    p.add_argument("--quant", nargs="+", default=["float32"], metavar="GRID",
+                   help="quantisation grids of the split tensor (see aecnn infer --quant) "
+                        "that float variants are profiled on, each a candidate; a QAT "
+                        "variant is profiled on its own grid, a learned bottleneck on its own")
+    p.add_argument("--jpeg", nargs="*", type=int, default=[50, 75, 90], metavar="QUALITY",
+                   help="with --full: candidates that send the device's S x S crop as JPEG "
+                        "at these qualities (full offloading)")
+    p.add_argument("--accuracy-images", type=int, default=0, metavar="N",
+                   help="measure every candidate's top-1 on N test photos spread over the "
+                        "test split, through its own codec (default: the accuracies the "
+                        "variant files record)")
+    p.add_argument("--accuracy", action="append", default=[], metavar="KEY=PERCENT",
+                   help="give a candidate's accuracy (repeatable), e.g. full-jpeg-q90=91.5")
+    p.add_argument("--input-record", metavar="JSON",
+                   help="an aecnn bench input record: the JPEG candidates' accuracy, from "
+                        "its rows of the same qualities")
     p.add_argument("--threads", type=positive_int, default=1, help="device threads")
     p.add_argument("--server-threads", type=int,
                    help="torch threads of the server side (default: torch's)")

@@ -73,7 +73,10 @@ class SplitMeta:
     latent channels); ``kept``: the kept channels' indices into the split tensor's
     ``channels`` (None for identity, bottlenet and entropic); ``input_size``: the side of the
     square input; ``mean``/``std``: its normalisation; ``spatial``: kept channels (or the
-    BottleNet++ code, or the latent) at half height and width."""
+    BottleNet++ code, or the latent) at half height and width. ``test_top1``: the test
+    accuracy its training record holds, measured through ``quant`` when that is set: the
+    per-tensor integer grid (``uint2@p90``) a quantisation-aware stage fine-tuned it through,
+    so the grid it is meant to be deployed on (None: a float network)."""
 
     name: str
     model_name: str
@@ -90,6 +93,7 @@ class SplitMeta:
     spatial: bool = False
     test_top1: float | None = None
     source: str = ""
+    quant: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -105,7 +109,8 @@ class SplitMeta:
                 channels=int(d["channels"]), input_size=int(d["input_size"]),
                 mean=tuple(map(float, d["mean"])), std=tuple(map(float, d["std"])),
                 fr_shape=d.get("fr_shape"), spatial=bool(d.get("spatial", False)),
-                test_top1=d.get("test_top1"), source=str(d.get("source", "")))
+                test_top1=d.get("test_top1"), source=str(d.get("source", "")),
+                quant=None if d.get("quant") is None else str(d["quant"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise VariantError(f"variant metadata is malformed: {exc!r}") from None
 

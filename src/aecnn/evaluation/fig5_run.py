@@ -10,6 +10,14 @@ measured beforehand, and the error is reported.
 Points: Fig. 5(a) AECNN (stem, one ratio) with and without entropy coding, full offloading
 and local computing, for four photo sizes; Fig. 5(b) AECNN at V = 1 ... 64 (the coder that
 the profile predicts fastest at that rate), with the planner's choice for the deadline.
+
+The best codes (:mod:`aecnn.runtime.candidates`): every other co-inference candidate of the
+profile (a float variant on another grid of ``grids``, a quantisation-aware variant on its
+own grid, prior-coded where the profile predicts that fastest, a learned bottleneck) is a
+series of Fig. 5(b) (group ``best``) and, as ``fig5a_series`` says, of Fig. 5(a); with
+``jpeg_quality`` the device's ``S x S`` crop sent as JPEG at that quality is a series of
+Fig. 5(a) (``jpeg-qN``). The record then says, per rate, where co-inference beats both local
+computing and JPEG offloading (:func:`aecnn.evaluation.fig5.render_fig5`).
 """
 
 from __future__ import annotations
@@ -44,7 +52,14 @@ class Fig5Config:
     photos: int = 3                       # distinct Caltech-101 test photos per size
     requests: int = 3                     # timed requests per point (cycling the photos)
     coders: tuple[str, ...] = ("none", "memoryless", "per-channel")
-    quant: str = "float32"
+    quant: str = "float32"                # the grid of the V sweep (Fig. 5(b))
+    grids: tuple[str, ...] = ()           # more grids for float variants (best codes)
+    fig5a_series: tuple[str, ...] | None = None  # best codes in 5(a) (None: every one)
+    jpeg_quality: int | None = None       # the device's crop sent as JPEG (full offloading)
+    input_record: str | None = None       # aecnn bench input record: the JPEG's accuracy
+    accuracy: dict = field(default_factory=dict)  # candidate key -> top-1 % (given)
+    accuracy_images: int = 0              # > 0: measure every candidate's on test photos
+    accuracy_tolerance: float = 1.0       # points below local's that still count as kept
     deadline_s: float = 0.1
     delay_ms: float = 0.0
     device_threads: int = 1
@@ -78,9 +93,13 @@ def run_client(plan_file: str, out_file: str) -> None:
         photos = [Path(p).read_bytes() for p in point["photos"]]
         if point["mode"] == "co":
             var = variant(point["variant"])
-            runner = CoInference(var, var.codec(plan["quant"], point["coder"]), conn)
+            quant = point.get("quant") or plan["quant"]
+            runner = CoInference(var, var.codec(quant, point["coder"]), conn)
         elif point["mode"] == "local":
             runner = LocalComputing(variant(point["variant"]))
+        elif point["mode"] == "jpeg":
+            runner = FullOffloading(point["served"], conn, point["quality"],
+                                    plan["input_size"])
         else:
             runner = FullOffloading(point["served"], conn)
         runner.infer(photos[0])  # warm-up
@@ -95,34 +114,89 @@ def run_client(plan_file: str, out_file: str) -> None:
 
 
 # ------------------------------------------------------------------ orchestration
-def _points(cfg: Fig5Config, files: dict[str, str], names: dict[str, str],
-            ratios: dict[str, int], photos: dict[str, list[str]], first: bool,
-            profile, rate_bps: float) -> list[dict]:
+@dataclass(frozen=True)
+class Series:
+    """What the profile's candidates are in the figure: the V sweep (ratio -> key), the best
+    codes (keys), and the uncut network's name and file."""
+
+    sweep: dict[int, str]
+    best: tuple[str, ...]
+    full: str
+    full_file: str
+
+
+def classify(cfg: Fig5Config, variants: dict, full_meta) -> Series:
+    """The candidates of ``variants`` (name -> network, the uncut one included) on the
+    config's grids, as :func:`~aecnn.runtime.profile.profile_all` names them: the V sweep is
+    the float variants (no QAT grid, not a learned bottleneck) on ``cfg.quant`` cut where the
+    uncut one is (one per V, the first listed); the best codes every other one.
+
+    Raises:
+        AecnnError: ``cfg.fig5a_series`` names a candidate that is not a best code."""
+    from aecnn.compression.quantize import QuantSpec
+    from aecnn.runtime.candidates import LEARNED, candidate_keys
+
+    base = QuantSpec.parse(cfg.quant)
+    sweep: dict[int, str] = {}
+    best = []
+    for key, (name, grid) in candidate_keys(variants, (cfg.quant, *cfg.grids)).items():
+        meta = variants[name].meta
+        plain = (grid != LEARNED and not meta.quant and QuantSpec.parse(grid) == base
+                 and meta.point == full_meta.point and meta.ratio not in sweep)
+        if plain:
+            sweep[meta.ratio] = key
+        else:
+            best.append(key)
+    unknown = [k for k in cfg.fig5a_series or () if k not in best]
+    if unknown:
+        raise AecnnError(f"fig5a_series: {', '.join(unknown)} is not a best code of these "
+                         f"variants; they are: {', '.join(best) or 'none'}")
+    return Series(sweep, tuple(best), full_meta.name, cfg.full)
+
+
+def _co_point(profile, key: str, files: dict[str, str], rate_bps: float, **fields) -> dict:
+    v = profile.variant(key)
+    return {"mode": "co", "variant": files[v.served], "name": key, "served": v.served,
+            "quant": profile.grid(key), "ratio": v.ratio,
+            "coder": fields.pop("coder", None) or v.best_coder(rate_bps, profile.t_rtt),
+            **fields}
+
+
+def _points(cfg: Fig5Config, series: Series, files: dict[str, str],
+            photos: dict[str, list[str]], first: bool, profile, rate_bps: float) -> list[dict]:
     """The requests to time at one rate."""
+    from aecnn.runtime.candidates import jpeg_key
+
     pts = []
-    by_ratio = {ratios[n]: n for n in files}
-    a = by_ratio.get(cfg.fig5a_ratio)
+    a = series.sweep.get(cfg.fig5a_ratio)
+    extra_a = series.best if cfg.fig5a_series is None else cfg.fig5a_series
     for size in cfg.sizes:
         ph = photos[size]
+        common = {"fig": "5a", "size": size, "photos": ph, "requests": cfg.requests}
         if a is not None:
             for coder, tag in (("none", "aecnn-raw"), (None, "aecnn-coded")):
-                c = coder or profile.variant(a).best_coder(rate_bps, profile.t_rtt)
-                pts.append({"fig": "5a", "series": tag, "size": size, "mode": "co",
-                            "variant": files[a], "name": a, "coder": c, "photos": ph,
-                            "requests": cfg.requests})
-        pts.append({"fig": "5a", "series": "full-offload", "size": size, "mode": "full",
-                    "served": names["full"], "name": names["full"], "photos": ph,
-                    "requests": cfg.requests})
+                pts.append(_co_point(profile, a, files, rate_bps, coder=coder, series=tag,
+                                     **common))
+        pts.append({**common, "series": "full-offload", "mode": "full",
+                    "served": series.full, "name": series.full})
+        if cfg.jpeg_quality is not None:
+            q = cfg.jpeg_quality
+            pts.append({**common, "series": f"jpeg-q{q}", "mode": "jpeg", "quality": q,
+                        "served": series.full, "name": jpeg_key(q)})
         if first:  # local computing does not depend on the link
-            pts.append({"fig": "5a", "series": "local", "size": size, "mode": "local",
-                        "variant": cfg.full, "name": names["full"], "photos": ph,
-                        "requests": cfg.requests})
-    for v in sorted(by_ratio):
-        n = by_ratio[v]
-        pts.append({"fig": "5b", "series": f"V={v}", "size": "224x224", "mode": "co",
-                    "variant": files[n], "name": n, "ratio": v,
-                    "coder": profile.variant(n).best_coder(rate_bps, profile.t_rtt),
-                    "photos": photos["224x224"], "requests": cfg.requests})
+            pts.append({**common, "series": "local", "mode": "local",
+                        "variant": series.full_file, "name": series.full})
+        for key in extra_a:
+            pts.append(_co_point(profile, key, files, rate_bps, series=key, group="best",
+                                 **common))
+    common = {"fig": "5b", "size": "224x224", "photos": photos["224x224"],
+              "requests": cfg.requests}
+    for v in sorted(series.sweep):
+        pts.append(_co_point(profile, series.sweep[v], files, rate_bps, series=f"V={v}",
+                             group="ratio", **common))
+    for key in series.best:
+        pts.append(_co_point(profile, key, files, rate_bps, series=key, group="best",
+                             **common))
     return pts
 
 
@@ -131,8 +205,16 @@ def _predict(profile, point: dict, rate_bps: float) -> float:
         return profile.local(point["size"])["total"]
     if point["mode"] == "full":
         return profile.full_offloading(point["size"], rate_bps)["total"]
-    return profile.co_inference(point["name"], rate_bps, point["coder"],
-                                image=point["size"])["total"]
+    return profile.predict(point["name"], rate_bps, point["coder"] if point["mode"] == "co"
+                           else "jpeg", image=point["size"])["total"]
+
+
+def _accuracy(profile, point: dict) -> float | None:
+    """The top-1 of a point's candidate (the photo's full offloading: the uncut network's)."""
+    from aecnn.runtime.candidates import LOCAL
+
+    key = LOCAL if point["mode"] in ("local", "full") else point["name"]
+    return profile.variants[key].accuracy if key in profile.variants else None
 
 
 def start_server(link, files: list[str], log: Path, input_size: int | None = None,
@@ -164,6 +246,8 @@ def run_fig5(cfg: Fig5Config, progress: bool = True) -> dict:
 
     if not cfg.full or not cfg.variants:
         raise AecnnError("fig5 needs `full` (V = 1) and AECNN `variants` files")
+    if cfg.jpeg_quality is not None and not 1 <= cfg.jpeg_quality <= 100:
+        raise AecnnError(f"jpeg_quality must be in 1..100, not {cfg.jpeg_quality}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="aecnn-fig5-"))
@@ -174,22 +258,35 @@ def run_fig5(cfg: Fig5Config, progress: bool = True) -> dict:
         v = load_network(f, cfg.input_size)
         variants[v.meta.name], files[v.meta.name] = v, f
     files_all = {full.meta.name: cfg.full, **files}
-    ratios = {n: v.meta.ratio for n, v in variants.items()}
+    series = classify(cfg, variants, full.meta)
     sources = [p.read_bytes() for p in collect_images([], cfg.photos, cfg.data)]
     photos: dict[str, list[str]] = {}
-    for size in cfg.sizes:
+    for size in dict.fromkeys([*cfg.sizes, "224x224"]):  # 5(b) sends 224 x 224 photos
         w, h = PHOTO_SIZES[size]
         photos[size] = []
         for i, src in enumerate(sources):
             p = work / f"{size}-{i}.jpg"
             p.write_bytes(make_photo(src, w, h))
             photos[size].append(str(p))
+    given = {k: (float(v), "given: the fig5 config's accuracy") for k, v in cfg.accuracy.items()}
+    jpeg = () if cfg.jpeg_quality is None else (cfg.jpeg_quality,)
+    if jpeg and cfg.input_record:
+        from aecnn.evaluation.input_compression import jpeg_accuracy
+        from aecnn.runtime.candidates import jpeg_key
+
+        given.setdefault(jpeg_key(jpeg[0]), jpeg_accuracy(cfg.input_record, jpeg[0]))
+    labelled = None
+    if cfg.accuracy_images:
+        from aecnn.data.collect import labelled_test_images
+
+        labelled = [(p.read_bytes(), c)
+                    for p, c in labelled_test_images(cfg.accuracy_images, cfg.data)]
     print("profiling (device: 1 thread) ...", flush=True)
     profile = profile_all(variants, sources, full, cfg.coders, cfg.quant, cfg.device_threads,
                           cfg.server_threads, 3, {s: PHOTO_SIZES[s] for s in cfg.sizes},
-                          0.0, progress)
+                          0.0, progress, grids=(cfg.quant, *cfg.grids), local=True, jpeg=jpeg,
+                          files=files_all, accuracy_photos=labelled, accuracy=given)
     profile.save(out / "profile.json")
-    names = {"full": full.meta.name}
     rows, links = [], []
     for i, mbps in enumerate(tqdm(cfg.rates_mbps, desc="rates", disable=not progress)):
         rate = mbps * 1e6
@@ -202,7 +299,7 @@ def run_fig5(cfg: Fig5Config, progress: bool = True) -> dict:
             server = start_server(link, list(files_all.values()), work / "server.log",
                                   cfg.input_size, cfg.server_threads)
             try:
-                pts = _points(cfg, files_all, names, ratios, photos, i == 0, prof, rate)
+                pts = _points(cfg, series, files_all, photos, i == 0, prof, rate)
                 plan = {"host": link.edge_ip, "port": PORT, "threads": cfg.device_threads,
                         "input_size": cfg.input_size, "quant": cfg.quant, "points": pts}
                 plan_file, res_file = work / f"plan-{mbps}.json", work / f"res-{mbps}.json"
@@ -222,21 +319,31 @@ def run_fig5(cfg: Fig5Config, progress: bool = True) -> dict:
             for r in json.loads(res_file.read_text()):
                 pred = _predict(prof, r, rate)
                 meas = r["median"]["total"]
-                rows.append({"rate_mbps": mbps, "fig": r["fig"], "series": r["series"],
-                             "size": r["size"], "mode": r["mode"], "variant": r["name"],
-                             "ratio": r.get("ratio"), "coder": r.get("coder"),
-                             "measured_s": meas, "predicted_s": pred,
-                             "error": (pred - meas) / meas, "median": r["median"],
-                             "requests": r["requests"]})
+                row = {"rate_mbps": mbps, "fig": r["fig"], "series": r["series"],
+                       "size": r["size"], "mode": r["mode"], "variant": r["name"],
+                       "ratio": r.get("ratio"), "coder": r.get("coder"),
+                       "measured_s": meas, "predicted_s": pred,
+                       "error": (pred - meas) / meas, "median": r["median"],
+                       "requests": r["requests"]}
+                if "group" in r:
+                    row["group"] = r["group"]
+                if r["mode"] in ("co", "jpeg"):
+                    row["quant"] = r.get("quant") or (f"jpeg@q{r['quality']}"
+                                                      if r["mode"] == "jpeg" else None)
+                row["accuracy"] = _accuracy(prof, r)
+                rows.append(row)
     from aecnn.runtime.planner import plan as plan_at
 
-    choices = {}
-    for mbps in cfg.rates_mbps:
-        names_b = [n for n in variants]
-        _, choice = plan_at(profile, mbps * 1e6, cfg.deadline_s, names_b)
-        choices[str(mbps)] = choice.variant if choice else None
+    choices, meets = {}, {}
+    for mbps in cfg.rates_mbps:  # over every candidate: local and JPEG offloading too
+        plan_rows, choice = plan_at(profile, mbps * 1e6, cfg.deadline_s)
+        choices[str(mbps)] = (choice or min(plan_rows, key=lambda r: r.predicted)).variant
+        meets[str(mbps)] = choice is not None
     return {"kind": "fig5", "config": asdict(cfg), "links": links, "points": rows,
-            "planner": choices, "profile": profile.to_dict()}
+            "planner": choices, "planner_meets": meets,
+            "series": {"sweep": {str(k): v for k, v in series.sweep.items()},
+                       "best": list(series.best)},
+            "profile": profile.to_dict()}
 
 
 if __name__ == "__main__":  # the device process: python -m aecnn.evaluation.fig5_run client

@@ -2,13 +2,14 @@
 (full offloading), and the accuracy of the uncut network on the decoded photo.
 
 For every test photo the device does what the server's preprocessing would do anyway and no
-more: it resizes the photo so that its shorter side is ``round(S * 256 / 224)``
-(:func:`aecnn.runtime.preprocess.decode_rgb`) and crops the centre ``S x S``
-(:class:`~aecnn.runtime.preprocess.ArrayPreprocessor`), so it never sends pixels the network
-does not see. That crop is encoded at each (codec, quality), the bytes are counted, and the
-decoded ``S x S`` picture is scaled and normalised (no second resize) and classified by the
-whole network. A ``raw`` row (the crop as uint8 pixels, ``3 * S * S`` bytes, no coding) is
-the reference: its accuracy is the network's accuracy on that split.
+more: it resizes the photo so that its shorter side is ``round(S * 256 / 224)`` and crops the
+centre ``S x S`` (:func:`aecnn.runtime.preprocess.device_crop`), so it never sends pixels the
+network does not see. That crop is encoded at each (codec, quality), the bytes are counted,
+and the decoded ``S x S`` picture is scaled and normalised (no second resize: the edge
+server takes an ``S x S`` photo as the crop, so ``aecnn infer --mode full`` on these bytes
+classifies the same tensor) and classified by the whole network. A ``raw`` row (the crop as
+uint8 pixels, ``3 * S * S`` bytes, no coding) is the reference: its accuracy is the
+network's accuracy on that split.
 
 Sizes can be set beside a feature method's: with a split point the record also holds the
 compression ratio against that point's float32 split tensor (``4 * C * H * W`` bytes).
@@ -29,40 +30,24 @@ from PIL import Image
 from tqdm import tqdm
 
 from aecnn.errors import AecnnError, CheckpointError, ImageReadError
+from aecnn.runtime.preprocess import device_crop
+from aecnn.runtime.preprocess import encode_rgb as encode
 
-CODECS = ("jpeg", "webp")
+CODECS = ("jpeg", "webp")  # the keys of aecnn.runtime.preprocess.PHOTO_CODECS
 QUALITIES = (10, 30, 50, 75, 90)
-_PIL = {"jpeg": "JPEG", "webp": "WEBP"}
 _LABEL = {"jpeg": "JPEG", "webp": "WebP"}
 RECORD_KIND = "input-compression"
 
 
-def device_crop(data: bytes, input_size: int) -> np.ndarray:
-    """Photo file bytes -> the ``(S, S, 3)`` uint8 centre crop the network sees: shorter side
-    ``round(S * 256 / 224)`` (bilinear), then the centre ``S x S`` as torchvision crops it.
-
-    Raises:
-        ImageReadError: the bytes are not a readable image.
-    """
-    from aecnn.runtime.preprocess import decode_rgb
-
-    rgb = decode_rgb(data, input_size)
-    h, w = rgb.shape[:2]
-    s = input_size
-    top, left = int(round((h - s) / 2.0)), int(round((w - s) / 2.0))
-    return np.ascontiguousarray(rgb[top:top + s, left:left + s])
-
-
-def encode(rgb: np.ndarray, codec: str, quality: int) -> bytes:
-    """``(H, W, 3)`` uint8 -> the bytes of ``codec`` (``jpeg``: baseline, 4:2:0, PIL's
-    default tables; ``webp``: lossy, libwebp's default method 4) at ``quality`` (1..100)."""
-    if codec not in _PIL:
-        raise AecnnError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
-    if not 1 <= quality <= 100:
-        raise AecnnError(f"quality must be in 1..100, not {quality}")
-    buf = io.BytesIO()
-    Image.fromarray(rgb, "RGB").save(buf, _PIL[codec], quality=int(quality))
-    return buf.getvalue()
+def to_input(pics: Sequence[np.ndarray], mean: Sequence[float], std: Sequence[float]
+             ) -> torch.Tensor:
+    """Decoded ``(S, S, 3)`` uint8 crops -> the network's ``(B, 3, S, S)`` float32 input:
+    scaled to [0, 1] and normalised, no resize (what the edge server's preprocessing does to
+    an ``S x S`` photo, :class:`~aecnn.runtime.preprocess.Preprocessor`)."""
+    x = torch.from_numpy(np.stack(pics)).permute(0, 3, 1, 2).float() / 255.0
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return (x - m) / s
 
 
 def decode(data: bytes) -> np.ndarray:
@@ -134,7 +119,7 @@ def run_input_compression(checkpoint: str | Path, codecs: Sequence[str] = CODECS
     codecs = tuple(dict.fromkeys(codecs))
     qualities = tuple(sorted(set(int(q) for q in qualities), reverse=True))
     for c in codecs:
-        if c not in _PIL:
+        if c not in CODECS:
             raise AecnnError(f"unknown codec {c!r}; choose from {', '.join(CODECS)}")
     for q in qualities:
         if not 1 <= q <= 100:
@@ -151,13 +136,10 @@ def run_input_compression(checkpoint: str | Path, codecs: Sequence[str] = CODECS
     root, manifest = load_manifest(cfg.data)
     samples = manifest.split(split)
     samples = [samples[i] for i in spread_indices(len(samples), images or 0)]
-    mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1)
 
     def classify(batch: list[np.ndarray]) -> torch.Tensor:
-        x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float() / 255.0
         with torch.inference_mode():
-            return model((x - mean) / std).float()
+            return model(to_input(batch, spec.mean, spec.std)).float()
 
     keys = [("raw", None)] + [(c, q) for c in codecs for q in qualities]
     tallies = {k: _Tally() for k in keys}
@@ -220,6 +202,32 @@ def run_input_compression(checkpoint: str | Path, codecs: Sequence[str] = CODECS
         "qualities": list(qualities),
         "rows": rows,
     }
+
+
+def jpeg_accuracy(record: str | Path, quality: int) -> tuple[float, str]:
+    """Top-1 (%) of the uncut network on the crop sent as JPEG at ``quality``, from an
+    ``aecnn bench input`` record, with a sentence naming it.
+
+    Raises:
+        AecnnError: the record is unreadable, not an input-compression record, or has no
+            JPEG row of that quality.
+    """
+    import json
+
+    try:
+        rec = json.loads(Path(record).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AecnnError(f"cannot read the input-compression record {record}: {exc}") from None
+    if not isinstance(rec, dict) or rec.get("kind") != RECORD_KIND:
+        raise AecnnError(f"{record} is not an aecnn bench input record")
+    row = next((r for r in rec.get("rows", []) if r.get("codec") == "jpeg"
+                and r.get("quality") == quality), None)
+    if row is None:
+        raise AecnnError(f"{record} has no JPEG row of quality {quality} (it has "
+                         + ", ".join(str(r.get("quality")) for r in rec.get("rows", [])
+                                     if r.get("codec") == "jpeg") + ")")
+    return float(row["top1"]), (f"given: aecnn bench input record {record} ({rec['images']} "
+                                f"{rec['split']} images of {rec['checkpoint']})")
 
 
 def render_markdown(rec: dict[str, Any]) -> str:

@@ -238,30 +238,58 @@ class LocalComputing:
 
 class FullOffloading:
     """The device sends the encoded photo as it is; the server decodes, resizes and runs
-    the whole model of ``variant`` (a name the server serves)."""
+    the whole model of ``variant`` (a name the server serves).
+
+    With ``jpeg_quality`` the device first makes the ``S x S`` crop the network sees
+    (:func:`~aecnn.runtime.preprocess.device_crop`; ``t_pre``) and sends it as JPEG at that
+    quality (``t_enc``); the server takes an ``S x S`` photo as the crop. ``input_size`` is
+    S, by default the served variant's (from the server's INFO reply)."""
 
     mode = "full-offload"
 
-    def __init__(self, variant: str, conn: Connection) -> None:
+    def __init__(self, variant: str, conn: Connection, jpeg_quality: int | None = None,
+                 input_size: int | None = None) -> None:
         self.name, self.conn = variant, conn
+        self.quality, self.input_size = jpeg_quality, input_size
+
+    def _crop(self, data: bytes) -> tuple[bytes, float, float]:
+        from aecnn.runtime.preprocess import device_crop, encode_rgb
+
+        if self.input_size is None:
+            info = self.conn.info()
+            if self.name not in info:
+                raise AecnnError(f"the edge server does not serve {self.name!r}")
+            self.input_size = int(info[self.name]["input_size"])
+        t0 = time.perf_counter()
+        crop = device_crop(data, self.input_size)
+        t1 = time.perf_counter()
+        out = encode_rgb(crop, "jpeg", self.quality or 90)
+        return out, t1 - t0, time.perf_counter() - t1
 
     def infer(self, image: bytes | str | Path) -> InferenceResult:
         data = _read(image)
+        if self.quality is not None and self.input_size is None:
+            self._crop(data)  # learn S before the clock starts
         t0 = time.perf_counter()
+        t_pre = t_enc = 0.0
+        if self.quality is not None:
+            data, t_pre, t_enc = self._crop(data)
         body = P.image_body(self.name, data)
         reply, rtt = self.conn.call(P.Kind.IMAGE, body)
         t1 = time.perf_counter()
         t_es = reply["t_head"] + reply["t_fr"] + reply["t_es"]
         return InferenceResult(
             self.mode, self.name, reply["class"], reply["label"], reply["score"],
-            len(body) + P.HEADER.size, 0.0, 0.0, 0.0, max(rtt - reply["t_server"], 0.0),
+            len(body) + P.HEADER.size, t_pre, 0.0, t_enc, max(rtt - reply["t_server"], 0.0),
             reply["t_dec"], 0.0, t_es, reply["t_queue"], t1 - t0, "jpeg")
 
 
 class AdaptiveCoInference:
-    """Co-inference that switches variant per request: the planner, run on the device with
+    """Co-inference that switches candidate per request: the planner, run on the device with
     the uplink rate estimated from its own recent transfers
-    (:class:`~aecnn.runtime.planner.AdaptivePolicy`)."""
+    (:class:`~aecnn.runtime.planner.AdaptivePolicy`). It plans over the profile's
+    co-inference candidates whose variant it holds (``variants``: name -> network), each on
+    its own grid (``quant`` for profiles written before candidates had one)."""
 
     mode = "adaptive"
 
@@ -270,16 +298,21 @@ class AdaptiveCoInference:
         self.policy, self.conn, self.quant = policy, conn, quant
         self.runners = {n: CoInference(v, v.codec(quant, "none"), conn)
                         for n, v in variants.items()}
-        missing = set(policy.profile.variants) - set(variants)
-        if policy.names is None and missing:
-            policy.names = [n for n in policy.profile.variants if n in variants]
+        prof = policy.profile
+        if policy.names is None:
+            policy.names = [k for k, c in prof.variants.items()
+                            if c.mode == "co" and c.served in variants]
+        if not policy.names:
+            raise AecnnError("the latency profile has no co-inference candidate of these "
+                             "variants (" + ", ".join(variants) + ")")
 
     def infer(self, image: bytes | str | Path) -> InferenceResult:
-        name = self.policy.choose()
-        runner = self.runners[name]
-        coder = self.policy.profile.variant(name).best_coder(self.policy.rate,
-                                                             self.policy.profile.t_rtt)
-        runner.codec = runner.variant.codec(self.quant, coder)
+        prof = self.policy.profile
+        key = self.policy.choose()
+        cand = prof.variant(key)
+        runner = self.runners[cand.served]
+        coder = cand.best_coder(self.policy.rate, prof.t_rtt)
+        runner.codec = runner.variant.codec(cand.quant or self.quant, coder)
         result = runner.infer(image)
         self.policy.observe(result.bytes_up, result.t_com)
         return result

@@ -12,6 +12,18 @@ round trip plus framing, measured on the link) are ours; the paper leaves them o
 FR into ``t_es``. Full offloading sends the photo (``t = bytes_img / r + t_dec_img + t_full
 + t_rtt``); local computing runs everything on the device (``t = t_pre + t_full_dev``).
 Every time comes from a :class:`LatencyProfile` measured by ``aecnn profile``.
+
+A profile's entries are *candidates*, every deployable way to answer one photo, each a
+:class:`VariantCost` with its accuracy and measured bytes, all predicted by the same eq. (4):
+
+- ``mode="co"``: co-inference with one variant file on one quantisation grid (``quant``), its
+  coders the entropy coders profiled for it (with ``prior`` when the file holds a context
+  prior for that grid; ``factorized`` alone for a learned bottleneck, whose grid is its own,
+  ``learned``);
+- ``mode="full"``: full offloading of the device's ``S x S`` crop as JPEG at one quality
+  (``quant="jpeg@q90"``, coder ``jpeg``: ``t_enc`` the device's JPEG encoding, ``t_dec`` the
+  server's decoding, ``t_es`` the uncut network on the server);
+- ``mode="local"``: the uncut network on the device (coder ``none`` of 0 bytes).
 """
 
 from __future__ import annotations
@@ -36,9 +48,21 @@ class CoderCost:
     t_dec: float
 
 
+#: Where a candidate's accuracy comes from: the first word of ``accuracy_source``.
+ACCURACY_SOURCES = ("given", "measured", "recorded", "none")
+
+
 @dataclass(frozen=True)
 class VariantCost:
-    """Profiled times (seconds) of one deployed variant."""
+    """Profiled times (seconds) of one candidate: a variant on one grid (``mode="co"``), the
+    device's crop sent as JPEG (``"full"``) or the uncut network on the device (``"local"``).
+
+    ``name`` is the candidate's key in the profile; ``variant`` the served variant's name
+    (what a FEATURE packet or an IMAGE request names; empty in profiles written before
+    candidates: then ``name``); ``quant`` the grid (empty in those profiles: the profile's
+    ``machine["quant"]``); ``file`` the variant file profiled; ``accuracy_source`` says where
+    ``accuracy`` (test top-1, %) comes from, starting with one of :data:`ACCURACY_SOURCES`.
+    """
 
     name: str
     point: str
@@ -51,6 +75,16 @@ class VariantCost:
     t_es: float
     coders: dict[str, CoderCost]
     accuracy: float | None = None
+    mode: str = "co"
+    variant: str = ""
+    quant: str = ""
+    file: str = ""
+    accuracy_source: str = ""
+
+    @property
+    def served(self) -> str:
+        """The variant name the server answers for this candidate."""
+        return self.variant or self.name
 
     def predict(self, rate_bps: float, coder: str, rtt: float = 0.0) -> dict[str, float]:
         """Eqs. (2)-(4) for this variant at uplink ``rate_bps`` with ``coder``."""
@@ -102,10 +136,26 @@ class LatencyProfile:
             raise ProfileError(f"no profile for image size {label!r}")
         return self.images[label]
 
+    def grid(self, name: str) -> str:
+        """The grid of candidate ``name`` (``machine["quant"]`` in profiles written before
+        candidates had their own)."""
+        return self.variant(name).quant or str(self.machine.get("quant", "float32"))
+
+    def candidates(self, mode: str | None = None) -> list[str]:
+        """The keys of every candidate, or of those of one ``mode`` (co, full, local)."""
+        return [k for k, v in self.variants.items() if mode is None or v.mode == mode]
+
+    def predict(self, name: str, rate_bps: float, coder: str | None = None,
+                image: str | None = None) -> dict[str, float]:
+        """Eq. (4) for any candidate (co-inference, JPEG offloading, local computing):
+        :meth:`co_inference`."""
+        return self.co_inference(name, rate_bps, coder, image)
+
     def co_inference(self, name: str, rate_bps: float, coder: str | None = None,
                      image: str | None = None) -> dict[str, float]:
-        """Predicted times of co-inference; ``coder=None`` picks the best; ``image``
-        replaces the profiled ``t_pre`` by that photo size's."""
+        """Predicted times of candidate ``name`` (co-inference, or any other mode: the same
+        eq. (4)); ``coder=None`` picks the best; ``image`` replaces the profiled ``t_pre`` by
+        that photo size's."""
         v = self.variant(name)
         coder = coder or v.best_coder(rate_bps, self.t_rtt)
         out = v.predict(rate_bps, coder, self.t_rtt)

@@ -1,9 +1,12 @@
-"""Deadline-aware choice of variant: the paper's use of Fig. 5(b), automated.
+"""Deadline-aware choice of candidate: the paper's use of Fig. 5(b), automated.
 
-``plan`` predicts, for every profiled variant, the completion time at a given uplink rate
-(eq. 4, best coder per variant) and picks the most accurate variant that meets the deadline
-(ties: the faster). :class:`AdaptivePolicy` does the same online, from an estimate of the
-uplink rate made of the device's recent transfers.
+``plan`` predicts, for every candidate of a profile (each variant on each of its grids, the
+device's crop sent as JPEG, local computing: :mod:`aecnn.runtime.candidates`), the completion
+time at a given uplink rate (eq. 4, best coder per candidate) and picks the most accurate
+candidate that meets the deadline (ties: the faster; a candidate of unknown accuracy counts as
+the least accurate); :func:`choose` falls back to the fastest when none meets it.
+:class:`AdaptivePolicy` does the same online, from an estimate of the uplink rate made of the
+device's recent transfers.
 """
 
 from __future__ import annotations
@@ -12,32 +15,50 @@ from dataclasses import dataclass
 
 from aecnn.runtime.latency import LatencyProfile
 
+_MODES = {"co": 0, "full": 1, "local": 2}
+
 
 @dataclass(frozen=True)
 class PlanRow:
-    variant: str
+    variant: str                 # the candidate's key in the profile
     ratio: int
     coder: str
     bytes: float
     predicted: float
     accuracy: float | None
     meets: bool
+    mode: str = "co"
+    quant: str = ""
+    accuracy_source: str = ""
 
 
 def plan(profile: LatencyProfile, rate_bps: float, deadline: float,
          names: list[str] | None = None) -> tuple[list[PlanRow], PlanRow | None]:
-    """Every variant's prediction at ``rate_bps`` and the choice (``None``: nothing meets
+    """Every candidate's prediction at ``rate_bps`` and the choice (``None``: nothing meets
     the deadline)."""
     rows = []
     for name in names or list(profile.variants):
         v = profile.variant(name)
-        p = profile.co_inference(name, rate_bps)
+        p = profile.predict(name, rate_bps)
         rows.append(PlanRow(name, v.ratio, str(p["coder"]), float(p["bytes"]),
-                            float(p["total"]), v.accuracy, float(p["total"]) <= deadline))
+                            float(p["total"]), v.accuracy, float(p["total"]) <= deadline,
+                            v.mode, profile.grid(name), v.accuracy_source))
     ok = [r for r in rows if r.meets]
     choice = max(ok, key=lambda r: (r.accuracy if r.accuracy is not None else -1.0,
                                     -r.predicted), default=None)
     return rows, choice
+
+
+def fastest(rows: list[PlanRow]) -> PlanRow:
+    """The row with the least predicted time."""
+    return min(rows, key=lambda r: r.predicted)
+
+
+def choose(profile: LatencyProfile, rate_bps: float, deadline: float,
+           names: list[str] | None = None) -> PlanRow:
+    """:func:`plan`'s choice, or, when no candidate meets the deadline, the fastest."""
+    rows, choice = plan(profile, rate_bps, deadline, names)
+    return choice if choice is not None else fastest(rows)
 
 
 def render_plan(rows: list[PlanRow], choice: PlanRow | None, rate_bps: float,
@@ -45,16 +66,17 @@ def render_plan(rows: list[PlanRow], choice: PlanRow | None, rate_bps: float,
     from aecnn.runtime.units import format_rate
 
     lines = [f"uplink {format_rate(rate_bps)}, deadline {deadline * 1e3:.0f} ms",
-             "| variant | V | coder | bytes | predicted (ms) | accuracy (%) | meets |",
-             "|---|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: r.ratio):
+             "| candidate | mode | grid | V | coder | bytes | predicted (ms) | accuracy (%) "
+             "| meets |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (_MODES.get(r.mode, 3), r.ratio, r.variant)):
         acc = f"{r.accuracy:.2f}" if r.accuracy is not None else "-"
         mark = "yes" if r.meets else "no"
         star = " **<- chosen**" if choice is not None and r.variant == choice.variant else ""
-        lines.append(f"| {r.variant} | {r.ratio} | {r.coder} | {r.bytes:.0f} | "
-                     f"{r.predicted * 1e3:.1f} | {acc} | {mark}{star} |")
+        lines.append(f"| {r.variant} | {r.mode} | {r.quant or '-'} | {r.ratio} | {r.coder} | "
+                     f"{r.bytes:.0f} | {r.predicted * 1e3:.1f} | {acc} | {mark}{star} |")
     if choice is None:
-        lines.append("no variant meets the deadline at this rate")
+        lines.append("no variant meets the deadline at this rate; the fastest is "
+                     f"{fastest(rows).variant}" if rows else "no candidates")
     return "\n".join(lines)
 
 
@@ -79,7 +101,6 @@ class AdaptivePolicy:
         return self.rate
 
     def choose(self) -> str:
-        rows, choice = plan(self.profile, self.rate, self.deadline, self.names)
-        if choice is None:  # nothing meets it: the fastest
-            return min(rows, key=lambda r: r.predicted).variant
-        return choice.variant
+        """The candidate's key: the most accurate that meets the deadline, else the
+        fastest."""
+        return choose(self.profile, self.rate, self.deadline, self.names).variant

@@ -72,16 +72,16 @@ def meta_from_stage(folder: str | Path, name: str | None = None, checkpoint: str
     spec = get_spec(ckpt["model_name"])
     sp = spec.split_point(rec["point"])
     kept = rec.get("kept") if bridge not in ("bottlenet", "entropic") else None
+    qat = _qat_spec(rec) if rec.get("qat_bits") else None
     meta = SplitMeta(
         name=name or (f"{ckpt['model_name']}-{sp.name}-{bridge}"
-                      + (f"-q{_qat_spec(rec).tag}" if rec.get("qat_bits") else "")
-                      + f"-x{rec['ratio']}"),
+                      + (f"-q{qat.tag}" if qat else "") + f"-x{rec['ratio']}"),
         model_name=ckpt["model_name"], classes=tuple(ckpt["classes"]), point=sp.name,
         ratio=int(rec["ratio"]), bridge=bridge, kept=tuple(kept) if kept else None,
         channels=sp.channels, input_size=int(rec["input_size"]), mean=tuple(spec.mean),
         std=tuple(spec.std), fr_shape=rec.get("fr_shape"),
         spatial=bool(rec.get("spatial", False)), test_top1=rec.get("test_top1"),
-        source=str(folder))
+        source=str(folder), quant=str(qat) if qat else None)
     return meta, ckpt["model"]
 
 
@@ -194,3 +194,99 @@ def export_from(source: str | Path, out: str | Path, point: str | None = None,
             raise VariantError(f"fitting the context priors: {exc}") from None
     save_network(var, out, meta)
     return var
+
+
+#: What ``export_run`` exports by default: AECNN (the FR shape validation chose), its
+#: quantisation-aware stages, BottleNet++ and the learned bottleneck (the fine-tuned stage
+#: when there is one), and the uncut baseline (V = 1). ``pruned`` (CA_Pruned) on request.
+RUN_KINDS = ("aecnn", "qat", "bottlenet", "entropic", "uncut")
+ALL_RUN_KINDS = (*RUN_KINDS, "pruned")
+
+
+def _run_stages(point: Path, kinds: tuple[str, ...]) -> list[tuple[str, Path]]:
+    """(kind, stage folder) of every finished deployable stage of one split point's folder,
+    one per (method, ratio, grid): ``aecnn-xV`` stands for its FR shapes (the best is picked
+    at export), ``bottlenet-xV`` / ``entropic-xV`` for their module stage when finished."""
+    done = {p.name: p for p in sorted(point.iterdir()) if (p / "result.json").is_file()}
+    out = []
+    for name, folder in done.items():
+        rec = _record(folder)
+        stage = str(rec.get("stage", name))
+        if stage.startswith("pruned-"):
+            kind = "pruned"
+        elif stage.startswith("aecnn-"):
+            if rec.get("qat_bits"):
+                kind = "qat"
+            elif name != f"aecnn-x{rec.get('ratio')}":  # another FR shape of aecnn-xV,
+                continue                                 # weighed when that is exported
+            else:
+                kind = "aecnn"
+        elif stage.startswith(("bottlenet-module-", "entropic-module-")):
+            method = stage.split("-module-")[0]
+            if f"{method}-x{rec.get('ratio')}" in done:  # the fine-tuned stage stands for it
+                continue
+            kind = method
+        elif stage.startswith(("bottlenet-", "entropic-")):
+            kind = stage.split("-")[0]
+        else:
+            continue
+        if kind in kinds:
+            out.append((kind, folder))
+    return out
+
+
+def export_run(run: str | Path, out_dir: str | Path, kinds: tuple[str, ...] = RUN_KINDS,
+               priors: tuple[str, ...] = (), prior_images: int = 1000,
+               baseline: str | Path | None = None, progress: bool = False,
+               prior_model: str = "lattice") -> list[tuple[Path, SplitNetwork]]:
+    """``aecnn export RUN --out-dir DIR``: every finished deployable stage of a run folder
+    (the ``out`` of ``train-aecnn``, ``train-bottlenet`` or ``train-entropic``: one folder per
+    split point) as a variant file ``DIR/<variant name>.pt`` (the default names of
+    :func:`meta_from_stage`), plus, for ``uncut``, the baseline the run was trained from cut
+    at each of those split points (``<model>-<point>-x1.pt``). ``kinds``: of
+    :data:`ALL_RUN_KINDS`. ``priors``: integer grids whose context prior is fitted for each
+    quantisation-aware variant of that grid (the grid it is deployed on).
+    Returns (file, network) of each file written.
+
+    Raises:
+        VariantError: not a run folder, no deployable stage in it, or an unknown kind.
+    """
+    run, out_dir = Path(run), Path(out_dir)
+    bad = [k for k in kinds if k not in ALL_RUN_KINDS]
+    if bad:
+        raise VariantError(f"unknown kind {bad[0]!r}; choose from {', '.join(ALL_RUN_KINDS)}")
+    if not run.is_dir():
+        raise VariantError(f"{run} is not a run folder")
+    if (run / "result.json").is_file():
+        raise VariantError(f"{run} is one stage; export it with --out FILE (--out-dir takes "
+                           "the run folder above its split points)")
+    specs = {str(QuantSpec.parse_tensor_grid(g)): g for g in priors}
+    points = sorted(p for p in run.iterdir() if p.is_dir() and _run_stages(p, ALL_RUN_KINDS))
+    if not points:
+        raise VariantError(f"{run} holds no finished deployable stage (a run folder has one "
+                           "folder per split point, e.g. stem/aecnn-x8/result.json)")
+    written = []
+    cut_at: dict[str, Path] = {}
+    for point in points:
+        for kind, folder in _run_stages(point, kinds):
+            meta, _ = meta_from_stage(folder)
+            grids = tuple(g for s, g in specs.items() if meta.quant == s)
+            out = out_dir / f"{meta.name}.pt"
+            var = export_from(folder, out, best=kind == "aecnn", priors=grids,
+                              prior_images=prior_images, baseline=baseline, progress=progress,
+                              prior_model=prior_model)
+            written.append((out, var))
+            cut_at.setdefault(var.meta.point, folder)
+    if "uncut" in kinds:
+        for point, folder in cut_at.items():
+            base = baseline
+            if base is None:
+                cfg = load_checkpoint(folder / "best.pt", ("config",))["config"]
+                base = cfg.get("baseline") if isinstance(cfg, dict) else None
+            if not base:
+                raise VariantError(f"{folder}: its checkpoint does not name its baseline; "
+                                   "give --baseline")
+            meta, _ = meta_from_baseline(base, point)
+            out = out_dir / f"{meta.name}.pt"
+            written.append((out, export_from(base, out, point=point)))
+    return written
