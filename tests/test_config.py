@@ -42,3 +42,14 @@ def test_bad_files(tmp_path):
     (tmp_path / "bad.yaml").write_text("optim: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(TrainConfig, tmp_path / "bad.yaml")
+
+
+def test_floats_in_exponent_form_without_a_dot():
+    """YAML 1.1 reads ``1e-5`` as a string; a float field takes it as the number."""
+    from aecnn.errors import ConfigError
+    from aecnn.training.entropic import EntropicConfig
+
+    assert load_config(EntropicConfig, None, ["rate_weight=1e-5"]).rate_weight == 1e-5
+    assert load_config(EntropicConfig, None, ["rate_weight=3E-4"]).rate_weight == 3e-4
+    with pytest.raises(ConfigError, match="rate_weight: expected float, got 'lots'"):
+        load_config(EntropicConfig, None, ["rate_weight=lots"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import subprocess
 import sys
 
@@ -258,6 +259,47 @@ def test_stages_train_export_and_serve(tiny_baseline, tmp_path):
         assert torch.equal(loaded.decode(loaded.encode(x).to_bytes()), loaded(x))
 
 
+def test_feature_distillation_stage_trains_the_decoder_on_the_split_tensor(tiny_baseline,
+                                                                          tmp_path):
+    """``module.target: features``: the module stage's loss is the decoder's squared error
+    against the backbone head's split tensor (plus the rate): its training forward stops at
+    the decoder (no training top-1), its validation and test run the whole network, and
+    its weights load into the plain network the second stage and export build."""
+    from aecnn.core.split import SplitNetwork
+    from aecnn.training.entropic import (
+        EntropicBudget,
+        EntropicConfig,
+        EntropicPipeline,
+        Mimic,
+        TailBudget,
+    )
+
+    cfg = EntropicConfig(baseline=str(tiny_baseline), points=("stem",), ratios=(8,),
+                         module=EntropicBudget(epochs=1, distill=0.0, target="features"),
+                         tail=TailBudget(epochs=1), rate_images=2, out=str(tmp_path / "f"),
+                         threads=1)
+    pipe = EntropicPipeline(cfg, progress=False)
+    sp = pipe.spec.split_point("stem")
+    net = pipe.build(sp, 8)
+    assert isinstance(net, Mimic)
+    assert type(pipe.build(sp, 8, frozen_head=True)) is SplitNetwork
+    x = torch.rand(2, 3, 32, 32)
+    net.train()
+    out = net(x)
+    assert out.shape == net.head.split.shape == (2, 64, 8, 8)
+    loss = pipe.loss_fn(net, cfg.module)(out, torch.zeros(2, dtype=torch.long))
+    assert loss.item() == pytest.approx(((out - net.head.split) ** 2).mean().item())
+    net.eval()
+    assert net(x).shape == (2, len(pipe.classes))
+    assert pipe.loss_fn(net, cfg.tail) is None
+    records = pipe.run()
+    mod = json.loads((tmp_path / "f" / "stem" / "entropic-module-x8" / "metrics.json")
+                     .read_text())["history"][0]
+    assert mod["train_top1"] is None and mod["val_top1"] is not None
+    assert records[0]["budget"]["target"] == "features"
+    assert [r["stage"] for r in records] == ["entropic-module-x8", "entropic-x8"]
+
+
 def test_config_rejects_bad_values():
     from aecnn.errors import ConfigError
     from aecnn.training.entropic import EntropicConfig
@@ -266,6 +308,10 @@ def test_config_rejects_bad_values():
         EntropicConfig(rate_weight=-1.0)
     with pytest.raises(ConfigError, match="qat_grids"):
         EntropicConfig(qat_grids=("uint2",))
+    from aecnn.training.entropic import EntropicBudget
+
+    with pytest.raises(ConfigError, match="module.distill: 0.5 with target features"):
+        EntropicBudget(target="features")
 
 
 def test_parser():

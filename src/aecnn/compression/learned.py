@@ -305,6 +305,7 @@ class EntropicHead(nn.Module):
         super().__init__()
         self.backbone, self.encoder, self.bottleneck = backbone, encoder, bottleneck
         self.likelihoods: torch.Tensor | None = None
+        self.split: torch.Tensor | None = None  # the backbone's output, in training
         self.frozen = frozen
         if frozen:
             super().requires_grad_(False)
@@ -313,8 +314,10 @@ class EntropicHead(nn.Module):
         return super().train(mode and not self.frozen)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y_hat, p = self.bottleneck(self.encoder(self.backbone(x)))
+        f = self.backbone(x)
+        y_hat, p = self.bottleneck(self.encoder(f))
         self.likelihoods = p if self.training else None
+        self.split = f.detach() if self.training else None
         return y_hat
 
     def latent(self, x: torch.Tensor) -> torch.Tensor:

@@ -281,6 +281,12 @@ class Pipeline:
         finally:
             handle.remove()
 
+    def loss_fn(self, net: SplitNetwork, budget: StageBudget
+                ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+        """The training loss of a stage when it is not the labels' cross-entropy (None
+        here; the learned bottleneck's feature-distillation stage has its own)."""
+        return None
+
     def build_ca(self, sp: SplitPoint) -> SplitNetwork:
         """The baseline with the CA module inserted right after split point ``sp``."""
         head, tail = split_model(self.fresh_model(), self.spec, sp)
@@ -329,6 +335,8 @@ class Pipeline:
             del spent["rate"]
         if budget.steps is None:
             del spent["steps"]
+        if getattr(budget, "target", "logits") == "logits":  # the learned bottleneck's
+            spent.pop("target", None)                       # module stage alone has one
         stream = f"{extra['point']}/{name}"  # this stage's own batches and crops
         config = {"stage": name, "budget": spent, "stream": stream,
                   "baseline": self.cfg.baseline, "data": dataclasses.asdict(self.data),
@@ -339,7 +347,8 @@ class Pipeline:
                 eval_batch_size=self.data.eval_batch_size, workers=self.data.workers,
                 config=config, meta={"classes": self.classes, "model_name": self.spec.name},
                 resume=True, desc=f"{extra['point']} {name}",
-                distill=self.distillation(budget), penalty=penalty, stream=stream)
+                distill=self.distillation(budget), penalty=penalty, stream=stream,
+                loss_fn=self.loss_fn(net, budget))
         best = load_checkpoint(folder / "best.pt")
         net.load_state_dict(best["model"])
         test = evaluate_model(net, make_loader(self.test_ds, self.data.eval_batch_size,

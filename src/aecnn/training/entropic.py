@@ -5,9 +5,13 @@ For each split point and ratio V (the latent has ``C / V`` channels):
 
 1. ``entropic-module-xV`` inserts encoder + factorized prior after the split (in the device
    head) and the decoder before the tail, and trains those with the backbone head held
-   fixed. Loss: the labels' cross-entropy mixed with distillation from the uncut baseline
-   (the budget's ``distill``), plus ``rate_weight`` times the bits per image that the prior's
-   likelihoods estimate (``−Σ log2 p`` over the noisy latent).
+   fixed, plus ``rate_weight`` times the bits per image that the prior's likelihoods
+   estimate (``−Σ log2 p`` over the noisy latent). With the module budget's ``target:
+   logits`` the loss is the labels' cross-entropy mixed with distillation from the uncut
+   baseline (the budget's ``distill``); with ``target: features`` (the Entropic Student's
+   first stage, head-network distillation) it is the mean squared error between the
+   decoder's output and the backbone head's split tensor, and the tail does not run in
+   training (validation still runs the whole network), so a step costs a fraction.
 2. ``entropic-xV`` (when ``tail.epochs > 0``): the head, prior included, is frozen as deployed
    (eval mode: grid values, the tables frozen by ``update()``), and decoder and tail are
    fine-tuned on what the server will receive, with the ``tail`` budget. No rate term: the
@@ -55,12 +59,33 @@ METHOD = "entropic-student"
 @dataclass(frozen=True)
 class EntropicBudget(StageBudget):
     """The module stage: encoder, prior (in the head) and decoder (the bridge); the backbone
-    head is held fixed whatever ``trains`` says. AdamW at 1e-3, half the loss distilled."""
+    head is held fixed whatever ``trains`` says. AdamW at 1e-3, half the loss distilled.
+    ``target``: what the decoder learns, the network's outputs (``logits``) or the split
+    tensor itself (``features``, which takes no ``distill``)."""
 
     lr: float = 1e-3
     name: Literal["sgd", "adamw"] = "adamw"
     trains: tuple[str, ...] = ("head", "bridge")
     distill: float = 0.5
+    target: Literal["logits", "features"] = "logits"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.target == "features" and self.distill:
+            raise ConfigError(f"module.distill: {self.distill} with target features (the "
+                              "decoder learns the split tensor, not the outputs); set it to 0")
+
+
+class Mimic(SplitNetwork):
+    """A learned-bottleneck network whose training forward stops at the decoder:
+    ``(B, 3, S, S) -> (B, C, H, W)``, the recovered split tensor (the head keeps the
+    backbone's own in ``head.split``); in eval mode it is the whole network. Same children,
+    so the same state dict, as :class:`SplitNetwork`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(x)
+        return self.bridge(self.head(x))
 
 
 @dataclass(frozen=True)
@@ -122,6 +147,16 @@ class EntropicPipeline(Pipeline):
         self.ecfg = cfg
         self.check_ratios()
 
+    def loss_fn(self, net: SplitNetwork, budget: StageBudget
+                ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+        """Feature distillation for a module stage with ``target: features``: the mean
+        squared error between the decoder's output and the backbone head's split tensor."""
+        if getattr(budget, "target", "logits") != "features":
+            return None
+        head = net.head
+        return lambda out, _labels: torch.nn.functional.mse_loss(out.float(),
+                                                                 head.split.float())
+
     def build(self, sp: SplitPoint, ratio: int, frozen_head: bool = False) -> SplitNetwork:
         """Baseline head (held fixed) + encoder + prior | decoder | baseline tail. Encoder,
         prior and decoder start from a seed of their own. ``frozen_head``: the whole head
@@ -134,8 +169,8 @@ class EntropicPipeline(Pipeline):
             prior = EntropyBottleneck(k)
             dec = EntropicDecoder(sp.channels, k, self.ecfg.spatial,
                                   sp.spatial(self.data.input_size))
-        return SplitNetwork(EntropicHead(Fixed(head, True), enc, prior, frozen_head), dec,
-                            tail)
+        cls = Mimic if self.ecfg.module.target == "features" and not frozen_head else SplitNetwork
+        return cls(EntropicHead(Fixed(head, True), enc, prior, frozen_head), dec, tail)
 
     @contextmanager
     def rate_penalty(self, net: SplitNetwork, budget: StageBudget

@@ -205,7 +205,9 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig
         workers: int, config: dict, meta: dict, resume: bool = False,
         desc: str = "train", distill: Distillation | None = None,
         penalty: Callable[[], torch.Tensor] | None = None, stream: str = "",
-        on_step: Callable[[nn.Module], None] | None = None) -> list[dict]:
+        on_step: Callable[[nn.Module], None] | None = None,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+        ) -> list[dict]:
     """Train ``model`` for ``optim.epochs`` epochs, checkpointing every epoch.
 
     Writes ``out/last.pt`` (everything needed to resume), ``out/best.pt`` (weights with the
@@ -216,7 +218,9 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig
     (the weighted rate estimate of a rate-regularised stage). ``stream`` names the run's own
     stream of batches and augmentations (:func:`epoch_seed`; "" for the baseline, a stage's
     name for a fine-tuning stage). ``on_step``, if given, is called with the model after each
-    optimiser step.
+    optimiser step. ``loss_fn``, if given, replaces the labels' cross-entropy: it takes the
+    model's training output and the labels (a stage that trains on another target, such as
+    the learned bottleneck's feature distillation); training top-1 is then not counted.
 
     Under torchrun (:mod:`aecnn.training.distributed`) the model trains in
     ``DistributedDataParallel``, each rank on its share of every (global) batch; the history's
@@ -283,7 +287,8 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig
             x, y = opts.to_device(x), y.to(opts.device)
             with opts.autocast():
                 logits = trained(x)
-                loss = criterion(logits.float(), y)
+                loss = (criterion(logits.float(), y) if loss_fn is None
+                        else loss_fn(logits, y))
                 if distill is not None:
                     with torch.no_grad():
                         target = distill.teacher(x)
@@ -296,7 +301,8 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig
             sched.step()
             n += len(y)
             total_loss += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
+            if loss_fn is None:
+                correct += (logits.argmax(1) == y).sum().item()
             bar.set_postfix(loss=f"{total_loss / n:.3f}", acc=f"{100 * correct / n:.1f}")
             if on_step is not None:
                 on_step(model)
@@ -306,7 +312,8 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig
             distributed.sync_state(model)  # rank 0's batch-norm statistics everywhere
         val = evaluate_model(model, val_loader, opts, desc="val")
         row = {"epoch": epoch + 1, "train_loss": total_loss / max(n, 1),
-               "train_top1": 100.0 * correct / max(n, 1), "val_top1": val["top1"],
+               "train_top1": 100.0 * correct / max(n, 1) if loss_fn is None else None,
+               "val_top1": val["top1"],
                "val_top5": val["top5"], "val_loss": val["loss"],
                "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
         history.append(row)
@@ -324,6 +331,6 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, optim: OptimConfig
         distributed.barrier()  # the checkpoints are on disk before any rank reads them
         if opts.progress:
             tqdm.write(f"{desc} epoch {epoch + 1}/{optim.epochs}: loss {row['train_loss']:.3f} "
-                       f"train {row['train_top1']:.1f}% val {val['top1']:.2f}% "
+                       f"train {100 * correct / max(n, 1):.1f}% val {val['top1']:.2f}% "
                        f"({row['seconds']:.0f}s)")
     return history
