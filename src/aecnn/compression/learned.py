@@ -268,8 +268,11 @@ class EntropicEncoder(nn.Module):
 
 
 class EntropicDecoder(nn.Module):
-    """Server side: ``(B, k, H', W') -> (B, C, H, W)``, non-negative (the split tensors are
-    post-ReLU). With ``spatial`` a stride-2 transposed conv restores ``size`` = ``(H, W)``."""
+    """Server side: ``(B, k, H', W') -> (B, C, H, W)``, ending in a batch norm and no
+    activation: split tensors may be signed (EfficientNet's block outputs are linear) or
+    post-ReLU, and the norm's scale and shift can start as those of the layer that made the
+    split tensor (:meth:`match`). With ``spatial`` a stride-2 transposed conv restores
+    ``size`` = ``(H, W)``."""
 
     def __init__(self, channels: int, latent: int, spatial: bool = False,
                  size: tuple[int, int] | None = None) -> None:
@@ -283,7 +286,17 @@ class EntropicDecoder(nn.Module):
         else:
             last = nn.Conv2d(mid, channels, 3, padding=1, bias=False)
         self.body = nn.Sequential(nn.Conv2d(latent, mid, 3, padding=1), nn.ReLU(inplace=True),
-                                  last, nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+                                  last, nn.BatchNorm2d(channels))
+
+    def match(self, norm: nn.Module) -> None:
+        """Start the output norm's scale and shift at ``norm``'s (the batch norm that made
+        the split tensor), so that the decoder's first outputs have the split tensor's
+        per-channel statistics instead of zero mean and unit variance."""
+        out = self.body[-1]
+        if isinstance(norm, nn.BatchNorm2d) and norm.num_features == out.num_features:
+            with torch.no_grad():
+                out.weight.copy_(norm.weight)
+                out.bias.copy_(norm.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)

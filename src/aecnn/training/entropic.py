@@ -161,7 +161,9 @@ class EntropicPipeline(Pipeline):
         """Baseline head (held fixed) + encoder + prior | decoder | baseline tail. Encoder,
         prior and decoder start from a seed of their own. ``frozen_head``: the whole head
         held as deployed (the second stage)."""
-        head, tail = split_model(self.fresh_model(), self.spec, sp)
+        model = self.fresh_model()
+        norm = model.get_submodule(sp.emitters[0][1]) if sp.emitters else None
+        head, tail = split_model(model, self.spec, sp)
         k = sp.channels // ratio
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.ecfg.seed * 1_000_003 + sp.index * 1000 + ratio)
@@ -169,6 +171,8 @@ class EntropicPipeline(Pipeline):
             prior = EntropyBottleneck(k)
             dec = EntropicDecoder(sp.channels, k, self.ecfg.spatial,
                                   sp.spatial(self.data.input_size))
+            if norm is not None:
+                dec.match(norm)
         cls = Mimic if self.ecfg.module.target == "features" and not frozen_head else SplitNetwork
         return cls(EntropicHead(Fixed(head, True), enc, prior, frozen_head), dec, tail)
 
