@@ -357,6 +357,7 @@ def test_a_scale_with_every_method_tabulates_and_draws_them(tmp_path):
                     "## Input compression (full offloading)", "| Entropic | λ = 0.01 |"):
         assert section in md, section
     assert "| JPEG | 10 | 450 B | 70.00 |" in md
+    assert render_reproduction(json.loads(json.dumps(table))) == md  # from table1.json alone
     plot_rate_accuracy(table, tmp_path / "f.png")
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
     plain = summarize(recs, [{"test_top1": 62.9}], ReproConfig(scale="t"))
