@@ -40,6 +40,8 @@ QAT_METHODS = {"aecnn": "aecnn_qat", "bottlenet": "bottlenet++_qat"}  # stage pr
 
 
 SUBSET_RULES = ("spread", "prefix")
+CODEC_SUBSETS = ("first", "spread")
+INPUT_CODECS = ("jpeg", "webp")  # as aecnn.evaluation.input_compression.CODECS
 PAPER_TABLE = "experiments/configs/paper_table1.json"  # the paper's numbers, quoted
 
 
@@ -78,6 +80,13 @@ class ReproConfig:
     bottlenet_config: str = "configs/bottlenet/resnet50_cpu.yaml"
     bottlenet_overrides: tuple[str, ...] = ()
     bottlenet_out: str = "runs/bottlenet/resnet50_cpu64{suffix}"
+    entropic_config: str = ""        # the learned bottleneck (aecnn train-entropic): "" none
+    entropic_overrides: tuple[str, ...] = ()
+    entropic_out: str = "runs/entropic/rw{rate_weight:g}{suffix}"  # one run per rate weight
+    entropic_rate_weights: tuple[float, ...] = ()  # write 1.0e-4, not 1e-4 (YAML reads a string)
+    input_codecs: tuple[str, ...] = ()  # input-compression references: the photo as jpeg,
+                                     # webp (the uncut baseline on the decoded photo)
+    input_qualities: tuple[int, ...] = (10, 30, 50, 75, 90)
     seeds: tuple[int, ...] = (0,)
     recorded_seeds: tuple[int, ...] = ()  # seeds of ``seeds`` taken from their measurement
                                      # records alone, never trained or measured (their
@@ -91,6 +100,13 @@ class ReproConfig:
     quant_images: int = 600          # test images for the quantised accuracy (0: all)
     quant_subset: str = "spread"     # which ones: see :func:`subset_indices`
     codec_images: int = 16           # test images for bits per element and coding times
+    codec_subset: str = "first"      # which: the first of the measured images (the records
+                                     # made before 2027 did so) or ``spread`` over them
+    measure_val: bool = False        # also accuracy and bytes on the validation split (all
+                                     # of it; bytes on codec_images of it), which picks the
+                                     # headline points
+    headline_seeds: tuple[int, ...] = ()  # train and measure only the headline points (chosen
+                                     # on validation) again with these seeds
     prior_images: int = 0            # training images each network's context prior is
                                      # fitted on, per integer grid (0: no prior coder)
     prior_model: str = "lattice"     # those priors' context model: lattice or raster
@@ -100,7 +116,7 @@ class ReproConfig:
     results: str = "results/reproduction/cpu"
     scale: str = "cpu"
     train: bool = True               # False: only measure and tabulate the records that exist
-    paper_table: str = PAPER_TABLE  # quoted, for the side by side
+    paper_table: str = PAPER_TABLE  # quoted, for the side by side ("": none)
 
     def __post_init__(self) -> None:
         from aecnn.errors import ConfigError
@@ -108,6 +124,28 @@ class ReproConfig:
         if self.quant_subset not in SUBSET_RULES:
             raise ConfigError(f"quant_subset: {self.quant_subset!r} is not one of "
                               f"{', '.join(SUBSET_RULES)}")
+        if self.codec_subset not in CODEC_SUBSETS:
+            raise ConfigError(f"codec_subset: {self.codec_subset!r} is not one of "
+                              f"{', '.join(CODEC_SUBSETS)}")
+        if bool(self.entropic_config) != bool(self.entropic_rate_weights):
+            raise ConfigError("entropic_config and entropic_rate_weights go together: a "
+                              "learned-bottleneck run per rate weight")
+        if any(not w >= 0 for w in self.entropic_rate_weights):
+            raise ConfigError(f"entropic_rate_weights: {list(self.entropic_rate_weights)} "
+                              "are not all >= 0")
+        if stray := sorted(set(self.input_codecs) - set(INPUT_CODECS)):
+            raise ConfigError(f"input_codecs: {stray} are not among {', '.join(INPUT_CODECS)}")
+        if any(not 1 <= q <= 100 for q in self.input_qualities):
+            raise ConfigError(f"input_qualities: {list(self.input_qualities)} are not all in "
+                              "1..100")
+        if self.input_codecs and self.quant_subset == "prefix" and self.quant_images:
+            raise ConfigError("input_codecs: the references are measured on test images "
+                              "spread over the split; use quant_subset: spread")
+        if both := sorted(set(self.headline_seeds) & set(self.seeds)):
+            raise ConfigError(f"headline_seeds: {both} are already in seeds")
+        if self.headline_seeds and not self.measure_val:
+            raise ConfigError("headline_seeds: the headline points are chosen on the "
+                              "validation split; set measure_val: true")
         if self.prior_model not in PRIOR_MODELS:
             raise ConfigError(f"prior_model: {self.prior_model!r} is not one of "
                               f"{', '.join(PRIOR_MODELS)}")
@@ -121,45 +159,93 @@ class ReproConfig:
                                   "device (auto, cpu, cuda, cuda:1, ...)") from None
 
 
-def _fmt(template: str, seed: int) -> str:
-    return template.format(seed=seed, suffix="" if seed == 0 else f"-seed{seed}")
+def _fmt(template: str, seed: int, rate_weight: float | None = None) -> str:
+    """An ``out`` template for ``seed`` (and, for the learned bottleneck, its rate weight)."""
+    extra = {} if rate_weight is None else {"rate_weight": rate_weight}
+    return template.format(seed=seed, suffix="" if seed == 0 else f"-seed{seed}", **extra)
+
+
+def yaml_float(x: float) -> str:
+    """``x`` as a ``--set`` value YAML reads as a float (``1.0e-05``; YAML 1.1 takes ``1e-05``
+    for a string)."""
+    text = repr(float(x))
+    mantissa, e, exp = text.partition("e")
+    return f"{mantissa}.0e{exp}" if e and "." not in mantissa else text
 
 
 # ------------------------------------------------------------------ training (or reuse)
-def train_all(cfg: ReproConfig, seed: int, progress: bool) -> dict[str, Path]:
-    """Baseline, Algorithm 1 and BottleNet++ for one seed; finished stages are skipped."""
+def run_paths(cfg: ReproConfig, seed: int) -> dict:
+    """The run folders of one seed: ``baseline``, ``aecnn``, ``bottlenet`` and ``entropic``
+    (rate weight -> folder; empty without a learned bottleneck)."""
+    return {"baseline": Path(_fmt(cfg.baseline_out, seed)),
+            "aecnn": Path(_fmt(cfg.aecnn_out, seed)),
+            "bottlenet": Path(_fmt(cfg.bottlenet_out, seed)),
+            "entropic": {w: Path(_fmt(cfg.entropic_out, seed, w))
+                         for w in cfg.entropic_rate_weights}}
+
+
+def ensure_baseline(cfg: ReproConfig, seed: int, progress: bool) -> Path:
+    """The baseline run of ``seed``, trained first when it has no record (and
+    ``cfg.train``)."""
     from aecnn.training import TrainConfig, train_baseline
+
+    base_out = Path(_fmt(cfg.baseline_out, seed))
+    if cfg.train and not (base_out / "result.json").exists():
+        bcfg = load_config(TrainConfig, cfg.baseline_config,
+                           [*cfg.baseline_overrides, f"seed={seed}", f"out={base_out}"])
+        train_baseline(bcfg, resume=(base_out / "last.pt").exists(), progress=progress)
+    return base_out
+
+
+def method_overrides(base_out: Path, seed: int, points: tuple[str, ...] = ()) -> list[str]:
+    """The ``--set`` lines every method's run of one seed takes: its baseline, its seed and,
+    when given, the split points to train."""
+    common = [f"baseline={base_out / 'best.pt'}", f"seed={seed}"]
+    if points:
+        common.append(f"points=[{', '.join(points)}]")
+    return common
+
+
+def train_entropic_run(cfg: ReproConfig, weight: float, out: Path, extra: list[str],
+                       progress: bool) -> None:
+    """One learned-bottleneck run: the scale's config and overrides, then ``extra``, at rate
+    weight ``weight``, into ``out``."""
+    from aecnn.training.entropic import EntropicConfig, train_entropic
+
+    train_entropic(load_config(EntropicConfig, cfg.entropic_config,
+                               [*cfg.entropic_overrides, *extra,
+                                f"rate_weight={yaml_float(weight)}", f"out={out}"]), progress)
+
+
+def train_all(cfg: ReproConfig, seed: int, progress: bool) -> dict:
+    """Baseline, Algorithm 1, BottleNet++ and the learned bottleneck (one run per rate
+    weight) for one seed; finished stages are skipped."""
     from aecnn.training.aecnn import AecnnConfig, train_aecnn
     from aecnn.training.bottlenet import BottleNetConfig as BNConfig
     from aecnn.training.bottlenet import train_bottlenet
 
-    base_out = Path(_fmt(cfg.baseline_out, seed))
-    paths = {"baseline": base_out, "aecnn": Path(_fmt(cfg.aecnn_out, seed)),
-             "bottlenet": Path(_fmt(cfg.bottlenet_out, seed))}
+    paths = run_paths(cfg, seed)
     if not cfg.train:
         return paths
-    if not (base_out / "result.json").exists():
-        bcfg = load_config(TrainConfig, cfg.baseline_config,
-                           [*cfg.baseline_overrides, f"seed={seed}", f"out={base_out}"])
-        train_baseline(bcfg, resume=(base_out / "last.pt").exists(), progress=progress)
-    common = [f"baseline={base_out / 'best.pt'}", f"seed={seed}"]
-    if cfg.points:
-        common.append(f"points=[{', '.join(cfg.points)}]")
-    a_out = Path(_fmt(cfg.aecnn_out, seed))
+    base_out = ensure_baseline(cfg, seed, progress)
+    common = method_overrides(base_out, seed, cfg.points)
     train_aecnn(load_config(AecnnConfig, cfg.aecnn_config,
-                            [*cfg.aecnn_overrides, *common, f"out={a_out}"]), progress)
-    b_out = Path(_fmt(cfg.bottlenet_out, seed))
+                            [*cfg.aecnn_overrides, *common, f"out={paths['aecnn']}"]), progress)
     train_bottlenet(load_config(BNConfig, cfg.bottlenet_config,
-                                [*cfg.bottlenet_overrides, *common, f"out={b_out}"]), progress)
-    return {"baseline": base_out, "aecnn": a_out, "bottlenet": b_out}
+                                [*cfg.bottlenet_overrides, *common,
+                                 f"out={paths['bottlenet']}"]), progress)
+    for weight, out in paths["entropic"].items():
+        train_entropic_run(cfg, weight, out, common, progress)
+    return paths
 
 
-def stage_folders(runs: dict[str, Path]) -> list[tuple[str, str, int, Path]]:
+def stage_folders(runs: dict) -> list[tuple[str, str, int, Path]]:
     """``(method, point, ratio, folder)`` of every deployable stage: CA_Pruned
     (``pruned-xV``), AECNN (the FR shape with the best validation accuracy), BottleNet++
-    (joint ``bottlenet-xV`` when it exists, else the module stage), and their
+    (joint ``bottlenet-xV`` when it exists, else the module stage), their
     quantisation-aware fine-tunings (``aecnn-qB-xV`` -> ``aecnn_qat``, ``bottlenet-qB-xV`` ->
-    ``bottlenet++_qat``)."""
+    ``bottlenet++_qat``), and the learned bottleneck of each rate weight (``entropic-xV``
+    when it exists, else ``entropic-module-xV``)."""
     from aecnn.training.export import best_sibling
 
     out = []
@@ -181,6 +267,12 @@ def stage_folders(runs: dict[str, Path]) -> list[tuple[str, str, int, Path]]:
         for rec_file in sorted(run.glob(f"*/{prefix}-q*-x*/result.json")):
             rec = json.loads(rec_file.read_text())
             out.append((method, rec["point"], rec["ratio"], rec_file.parent))
+    for run in (runs.get("entropic") or {}).values():
+        for rec_file in sorted(run.glob("*/entropic-module-x*/result.json")):
+            rec = json.loads(rec_file.read_text())
+            tail = rec_file.parent.parent / f"entropic-x{rec['ratio']}"
+            folder = tail if (tail / "result.json").exists() else rec_file.parent
+            out.append(("entropic", rec["point"], rec["ratio"], folder))
     return out
 
 
@@ -189,7 +281,7 @@ def distilled_stages(cfg) -> dict[str, dict[str, float]]:
     budgets distil the baseline, in the order they run, each with its weight and temperature
     (QAT only when the config fine-tunes through a grid; a stage only when it trains)."""
     out = {}
-    for kind in ("ca", "prune", "fr", "module", "joint", "qat"):
+    for kind in ("ca", "prune", "fr", "module", "joint", "tail", "qat"):
         budget = getattr(cfg, kind, None)
         if budget is None or not budget.distill or budget.epochs == 0 or (
                 kind == "qat" and not cfg.qat_grids):
@@ -201,10 +293,12 @@ def distilled_stages(cfg) -> dict[str, dict[str, float]]:
 @dataclass(frozen=True)
 class ScaleCells:
     """What one scale tabulates, from its method configs (with their overrides): for each
-    run (``"aecnn"``, ``"bottlenet"``) the split points, the ratios and the grids its QAT
-    stages were fine-tuned through. Scales may share runs (``cpu-longft-frquiet-ratios``
-    adds V = 32 and 64 to ``cpu-longft-frquiet``'s seed 2), so a stage or record found in a
-    run or measure folder belongs to a table only when it is one of its cells.
+    run (``"aecnn"``, ``"bottlenet"``, and ``"entropic"`` when the scale has a learned
+    bottleneck) the split points, the ratios and the grids its QAT stages were fine-tuned
+    through; the learned bottleneck's rate weights. Scales may share runs
+    (``cpu-longft-frquiet-ratios`` adds V = 32 and 64 to ``cpu-longft-frquiet``'s seed 2),
+    so a stage or record found in a run or measure folder belongs to a table only when it
+    is one of its cells.
     ``ReproConfig.points`` is not used: a scale may be trained one point at a time."""
 
     points: dict[str, frozenset[str]]
@@ -213,30 +307,41 @@ class ScaleCells:
     distill: dict[str, dict[str, dict[str, float]]]  # run -> distilled stage kind -> w, T
     spatial: dict[str, bool] = field(default_factory=dict)  # run -> sends half H and W
     rate: dict[str, float] = field(default_factory=dict)  # run -> QAT rate weight, if > 0
+    rate_weights: frozenset[float] = frozenset()  # the learned bottleneck's
 
     @classmethod
     def of(cls, cfg: ReproConfig) -> ScaleCells:
         from aecnn.training.aecnn import AecnnConfig
         from aecnn.training.bottlenet import BottleNetConfig
+        from aecnn.training.entropic import EntropicConfig
 
         runs = {"aecnn": load_config(AecnnConfig, cfg.aecnn_config, cfg.aecnn_overrides),
                 "bottlenet": load_config(BottleNetConfig, cfg.bottlenet_config,
                                          cfg.bottlenet_overrides)}
+        if cfg.entropic_config:
+            runs["entropic"] = load_config(EntropicConfig, cfg.entropic_config,
+                                           cfg.entropic_overrides)
         return cls({k: frozenset(c.points) for k, c in runs.items()},
                    {k: frozenset(c.ratios) for k, c in runs.items()},
                    {k: frozenset(c.qat_specs) for k, c in runs.items()},
                    {k: d for k, c in runs.items() if (d := distilled_stages(c))},
                    {k: c.spatial for k, c in runs.items()},
-                   {k: c.qat.rate for k, c in runs.items() if c.qat.rate and c.qat_grids})
+                   {k: c.qat.rate for k, c in runs.items() if c.qat.rate and c.qat_grids},
+                   frozenset(cfg.entropic_rate_weights))
 
-    def holds(self, method: str, point: str, ratio: int, grid: str | None = None) -> bool:
+    def holds(self, method: str, point: str, ratio: int, grid: str | None = None,
+              rate_weight: float | None = None) -> bool:
         """Whether ``method`` at ``point`` and ratio V (fine-tuned through ``grid``, for a
-        QAT method) is a cell of this scale; the baseline always is."""
+        QAT method; at ``rate_weight``, for the learned bottleneck) is a cell of this scale;
+        the baseline always is."""
         if method == "baseline":
             return True
         run = RUN_OF.get(method)
-        if run is None or point not in self.points[run] or ratio not in self.ratios[run]:
+        if (run not in self.points or point not in self.points[run]
+                or ratio not in self.ratios[run]):
             return False
+        if run == "entropic":
+            return rate_weight in self.rate_weights
         return grid is None or QuantSpec.parse(grid) in self.grids[run]
 
     def holds_record(self, rec: dict) -> bool:
@@ -249,7 +354,8 @@ class ScaleCells:
         run = RUN_OF.get(rec["method"])
         if run and bool(rec.get("spatial", False)) != self.spatial.get(run, False):
             return False  # the other variant's record (half size or not), in a shared folder
-        return self.holds(rec["method"], rec["point"], rec["ratio"], grid)
+        return self.holds(rec["method"], rec["point"], rec["ratio"], grid,
+                          rec.get("rate_weight"))
 
 
 # ------------------------------------------------------------------ measurement
@@ -287,15 +393,67 @@ def quant_names(cfg: ReproConfig) -> list[str]:
     return names
 
 
-@torch.inference_mode()
+def codec_positions(n: int, cfg: ReproConfig) -> list[int]:
+    """Which of ``n`` measured images (positions in their order) the codec measures: the
+    first ``codec_images`` (``codec_subset: first``), or that many spread over them."""
+    if cfg.codec_subset == "spread":
+        return spread_indices(n, cfg.codec_images)
+    return list(range(min(n, cfg.codec_images)))
+
+
+def forward_pass(var, dataset, idx: list[int], specs: dict, keep: list[int], device,
+                 progress: bool, desc: str) -> tuple[dict[str, int], list[torch.Tensor]]:
+    """Run ``var`` over the images ``idx`` of ``dataset``: the number of correct top-1
+    predictions when the head's output goes through each grid of ``specs`` (None: as it
+    is) and the head outputs ``(K, H, W)`` of the images at positions ``keep``."""
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, idx), batch_size=64)
+    keep_set = set(keep)
+    correct = dict.fromkeys(specs, 0)
+    feats: list[torch.Tensor] = []
+    pos = 0
+    for x, y in tqdm(loader, desc=desc, leave=False, disable=not progress):
+        z = var.head(x.to(device))
+        feats += [z[i].cpu().clone() for i in range(len(z)) if pos + i in keep_set]
+        pos += len(z)
+        for name, spec in specs.items():
+            zq = z if spec is None else requantize(z, spec)
+            correct[name] += int((var.server(zq).argmax(1).cpu() == y).sum())
+    return correct, feats
+
+
+def code_features(feats: list[torch.Tensor], codec, decode_with=None) -> dict:
+    """Encode (and decode) each of ``feats`` with ``codec`` (a ``FeatureCodec`` or
+    ``FactorizedCodec``): mean payload bits per element and bytes per image, the coder
+    chosen, median encode and decode seconds."""
+    bits, t_enc, t_dec, chosen = [], [], [], []
+    for z in feats:
+        t0 = time.perf_counter()
+        packet, stats = codec.encode(z)
+        wire = packet.to_bytes()
+        t1 = time.perf_counter()
+        decode_packet(Packet.from_bytes(wire), decode_with)
+        t2 = time.perf_counter()
+        bits.append(8 * stats.payload_bytes / z.numel())
+        chosen.append(stats.coder)
+        t_enc.append(t1 - t0)
+        t_dec.append(t2 - t1)
+    elements = int(feats[0].numel())
+    return {"coders": dict(Counter(chosen)), "chosen": statistics.mode(chosen),
+            "bits_per_element": statistics.mean(bits),
+            "bytes_per_image": statistics.mean(bits) * elements / 8,
+            "t_enc_s": statistics.median(t_enc), "t_dec_s": statistics.median(t_dec)}
+
+
 @torch.inference_mode()
 def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
                   point: str | None = None, quants: list[str] | None = None,
-                  train=None) -> dict:
+                  train=None, val=None) -> dict:
     """Accuracy and bits per element and coding times at each of ``quants`` (default:
     :func:`quant_names`), of a stage folder (or of a baseline checkpoint cut at ``point``).
     With ``cfg.prior_images`` and the ``train`` split, every integer grid's codec also holds
-    the network's context prior for that grid (:func:`~aecnn.core.split.fit_head_priors`)."""
+    the network's context prior for that grid (:func:`~aecnn.core.split.fit_head_priors`).
+    With the ``val`` split, also the accuracy on all of it and the bytes per image on
+    ``codec_images`` of it (``val_accuracy``, ``val_bytes``)."""
     from aecnn.core.split import SplitNetwork, fit_head_priors
     from aecnn.training.export import meta_from_baseline, meta_from_stage
 
@@ -309,18 +467,10 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
     var.eval().to(device)
     n = len(dataset)
     idx = subset_indices(n, cfg.quant_images, cfg.quant_subset)
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, idx), batch_size=64)
     names = quants if quants is not None else quant_names(cfg)
     specs = {q: None if q == "float32" else QuantSpec.parse(q) for q in names}
-    correct = dict.fromkeys(specs, 0)
-    feats = []
-    for x, y in tqdm(loader, desc=folder.name, leave=False, disable=not progress):
-        z = var.head(x.to(device))
-        if len(feats) < cfg.codec_images:
-            feats += list(z[: cfg.codec_images - len(feats)].cpu())
-        for name, spec in specs.items():
-            zq = z if spec is None else requantize(z, spec)
-            correct[name] += int((var.server(zq).argmax(1).cpu() == y).sum())
+    correct, feats = forward_pass(var, dataset, idx, specs, codec_positions(len(idx), cfg),
+                                  device, progress, folder.name)
     acc = {k: 100.0 * v / len(idx) for k, v in correct.items()}
     # the bridge rebuilds the whole split tensor: what float32 compression is measured
     # against (with ``spatial`` a network sends fewer positions, not only fewer channels)
@@ -328,47 +478,62 @@ def measure_stage(folder: Path, dataset, cfg: ReproConfig, progress: bool,
     priors = (fit_head_priors(var.head, train, specs, cfg.prior_images, progress,
                               model=cfg.prior_model)
               if train is not None else {})
+
+    def codec_of(name: str) -> FeatureCodec:
+        coder = cfg.float_coder if name == "float32" else cfg.coder
+        return FeatureCodec(name, coder, rate_bps=cfg.link_bps, prior=priors.get(name))
+
     codec = {}
     for name in specs:
-        coder = cfg.float_coder if name == "float32" else cfg.coder
-        c = FeatureCodec(name, coder, rate_bps=cfg.link_bps, prior=priors.get(name))
-        bits, t_enc, t_dec, chosen = [], [], [], []
-        for z in feats:
-            t0 = time.perf_counter()
-            packet, stats = c.encode(z)
-            wire = packet.to_bytes()
-            t1 = time.perf_counter()
-            decode_packet(Packet.from_bytes(wire), priors.get(name))
-            t2 = time.perf_counter()
-            bits.append(8 * stats.payload_bytes / z.numel())
-            chosen.append(stats.coder)
-            t_enc.append(t1 - t0)
-            t_dec.append(t2 - t1)
-        elements = int(feats[0].numel())
-        codec[name] = {"coder": coder if coder != "auto" else statistics.mode(chosen),
-                       "coders": dict(Counter(chosen)),
-                       "bits_per_element": statistics.mean(bits),
+        coded = code_features(feats, codec_of(name), priors.get(name))
+        coder = codec_of(name).coder
+        codec[name] = {"coder": coder if coder != "auto" else coded["chosen"],
+                       "coders": coded["coders"],
+                       "bits_per_element": coded["bits_per_element"],
                        "value_entropy": statistics.mean(value_entropy(z) for z in feats),
-                       "bytes_per_image": statistics.mean(bits) * elements / 8,
-                       "t_enc_s": statistics.median(t_enc), "t_dec_s": statistics.median(t_dec)}
+                       "bytes_per_image": coded["bytes_per_image"],
+                       "t_enc_s": coded["t_enc_s"], "t_dec_s": coded["t_dec_s"]}
         if name in priors:
             codec[name]["prior"] = priors[name].fingerprint_hex
-    return {"kind": "reproduce-measure", "source": str(folder), "point": meta.point,
-            "ratio": meta.ratio, "bridge": meta.bridge, "fr_shape": meta.fr_shape,
-            "compressed_shape": list(feats[0].shape), "elements": int(feats[0].numel()),
-            "split_shape": split_shape, "split_elements": math.prod(split_shape),
-            "spatial": meta.spatial,
-            "n_quant_images": len(idx),
-            "quant_subset": subset_label(n, cfg.quant_images, cfg.quant_subset),
-            "accuracy": acc, "codec": codec,
-            "prior_images": cfg.prior_images if train is not None else 0,
-            **({"prior_model": cfg.prior_model} if train is not None else {}),
-            "test_top1": meta.test_top1}
+    rec = {"kind": "reproduce-measure", "source": str(folder), "point": meta.point,
+           "ratio": meta.ratio, "bridge": meta.bridge, "fr_shape": meta.fr_shape,
+           "compressed_shape": list(feats[0].shape), "elements": int(feats[0].numel()),
+           "split_shape": split_shape, "split_elements": math.prod(split_shape),
+           "spatial": meta.spatial,
+           "n_quant_images": len(idx),
+           "quant_subset": subset_label(n, cfg.quant_images, cfg.quant_subset),
+           "accuracy": acc, "codec": codec,
+           "prior_images": cfg.prior_images if train is not None else 0,
+           **({"prior_model": cfg.prior_model} if train is not None else {}),
+           "test_top1": meta.test_top1, **codec_label(cfg, len(feats))}
+    if val is not None:
+        vidx = list(range(len(val)))
+        vcorrect, vfeats = forward_pass(var, val, vidx, specs,
+                                        codec_positions(len(vidx), cfg), device, progress,
+                                        f"{folder.name} val")
+        rec |= {"n_val_images": len(vidx),
+                "val_accuracy": {k: 100.0 * v / len(vidx) for k, v in vcorrect.items()},
+                "val_bytes": {name: code_features(vfeats, codec_of(name),
+                                                  priors.get(name))["bytes_per_image"]
+                              for name in specs}}
+    return rec
+
+
+def codec_label(cfg: ReproConfig, count: int) -> dict:
+    """What a record says of its codec images: nothing for the first ``codec_images`` (as
+    every record made before ``codec_subset``), else the rule and the count."""
+    if cfg.codec_subset == "first":
+        return {}
+    return {"codec_subset": cfg.codec_subset, "n_codec_images": count}
+
+
+MERGED = ("accuracy", "codec", "val_accuracy", "val_bytes")  # per-grid parts of a record
 
 
 def _measured(f: Path, wanted: list[str], measure, subset: tuple[str, int],
               n_all: int, stage: tuple[str, float] | None = None, prior_images: int = 0,
-              labels: dict | None = None, prior_model: str = "lattice") -> dict:
+              labels: dict | None = None, prior_model: str = "lattice",
+              val: int | None = None, codec: dict | None = None) -> dict:
     """The record at ``f`` holding every quantisation in ``wanted`` on the test images
     ``subset`` (``(label, count)`` of ``n_all``, see :func:`subset_label`): read it and
     measure only the quantisations it lacks (``measure(missing)``), merging them in;
@@ -379,23 +544,32 @@ def _measured(f: Path, wanted: list[str], measure, subset: tuple[str, int],
     priors fitted on another number of training images (``prior_images``, 0: none) or of
     another context model (``prior_model``; a record that names none had lattice priors).
     ``labels`` (method, seed, QAT grid) describe the network rather than measure it: a
-    reused record that says otherwise is corrected from them."""
+    reused record that says otherwise is corrected from them.
+    ``val``: the record must also hold each wanted quantisation on the ``val`` validation
+    images (a quantisation without them is measured again). ``codec``: what the record
+    must say of its codec images (:func:`codec_label`; None: not checked)."""
     if not f.exists():
         return write_record(f, measure(wanted))
     rec = json.loads(f.read_text())
     other_prior = rec.get("prior_images", 0) != prior_images or (
         prior_images > 0 and rec.get("prior_model", "lattice") != prior_model)
-    if record_subset(rec, n_all) != subset or other_prior or (
+    other_codec = codec is not None and {k: rec.get(k) for k in ("codec_subset",
+                                                                 "n_codec_images")} != {
+        "codec_subset": codec.get("codec_subset"), "n_codec_images": codec.get("n_codec_images")}
+    other_val = val is not None and rec.get("n_val_images", val) != val
+    if record_subset(rec, n_all) != subset or other_prior or other_codec or other_val or (
             stage is not None and (rec.get("source"), rec.get("test_top1")) != stage):
         return write_record(f, measure(wanted))
     if labels and any(rec.get(k) != v for k, v in labels.items()):
         rec = write_record(f, {**rec, **labels})
-    missing = [q for q in wanted if q not in rec["accuracy"]]
+    missing = [q for q in wanted if q not in rec["accuracy"]
+               or (val is not None and q not in rec.get("val_accuracy", {}))]
     if not missing:
         return rec
     new = measure(missing)
-    return write_record(f, {**rec, "accuracy": {**rec["accuracy"], **new["accuracy"]},
-                            "codec": {**rec["codec"], **new["codec"]}})
+    merged = {k: {**rec.get(k, {}), **new[k]} for k in MERGED if k in new}
+    extra = {"n_val_images": new["n_val_images"]} if "n_val_images" in new else {}
+    return write_record(f, {**rec, **merged, **extra})
 
 
 def record_subset(rec: dict, n_all: int) -> tuple[str, int]:
@@ -406,46 +580,118 @@ def record_subset(rec: dict, n_all: int) -> tuple[str, int]:
     return label, count
 
 
-def measure_all(cfg: ReproConfig, seed: int, runs: dict[str, Path], progress: bool
-                ) -> list[dict]:
+VAL_METHODS = ("baseline", "aecnn", "aecnn_qat", "bottlenet++", "bottlenet++_qat",
+               "entropic")  # the methods whose headline points validation picks
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One deployable network of a seed's runs: a QAT network's ``quant`` and ``bits`` are
+    its fine-tuning grid's, a learned bottleneck's ``rate_weight`` its run's."""
+
+    method: str
+    point: str
+    ratio: int
+    folder: Path
+    quant: str | None = None
+    bits: int | None = None
+    rate_weight: float | None = None
+
+    @property
+    def record_name(self) -> str:
+        """The file name of its measurement record."""
+        if self.quant is not None:
+            return f"{self.method}-{self.point}-{self.folder.name}.json"
+        if self.rate_weight is not None:
+            return f"{self.method}-{self.point}-x{self.ratio}-rw{self.rate_weight:g}.json"
+        return f"{self.method}-{self.point}-x{self.ratio}.json"
+
+
+def scale_stages(cfg: ReproConfig, runs: dict) -> list[Stage]:
+    """Every stage of ``runs`` that is a cell of the scale (:class:`ScaleCells`)."""
+    cells = ScaleCells.of(cfg)
+    stages = []
+    for method, point, ratio, folder in stage_folders(runs):
+        stage = Stage(method, point, ratio, folder)
+        if method.endswith("_qat"):  # a QAT network is deployed on its fine-tuning grid
+            rec = json.loads((folder / "result.json").read_text())
+            stage = Stage(method, point, ratio, folder,
+                          rec.get("qat_quant", f"uint{rec['qat_bits']}"), rec["qat_bits"])
+        elif method == "entropic":
+            rec = json.loads((folder / "result.json").read_text())
+            stage = Stage(method, point, ratio, folder, rate_weight=rec["rate_weight"])
+        if cells.holds(method, point, ratio, stage.quant, stage.rate_weight):
+            stages.append(stage)
+    return stages
+
+
+@dataclass(frozen=True)
+class MeasureData:
+    """The images one seed's networks are measured on: the test split, the training split
+    (context priors) and the validation split, or None where not wanted."""
+
+    test: object
+    train: object = None
+    val: object = None
+
+    @classmethod
+    def of(cls, cfg: ReproConfig, baseline: Path) -> MeasureData:
+        return cls(_test_split(baseline),
+                   _test_split(baseline, "train") if cfg.prior_images > 0 else None,
+                   _test_split(baseline, "val") if cfg.measure_val else None)
+
+    def subset(self, cfg: ReproConfig) -> tuple[str, int]:
+        n = len(self.test)
+        return (subset_label(n, cfg.quant_images, cfg.quant_subset),
+                len(subset_indices(n, cfg.quant_images, cfg.quant_subset)))
+
+
+def measure_network(cfg: ReproConfig, seed: int, stage: Stage, data: MeasureData,
+                    progress: bool, wanted: list[str] | None = None) -> dict:
+    """The measurement record of one network of ``seed`` (measured, or read where it
+    exists: :func:`_measured`) at the quantisations ``wanted`` (default: the scale's, a QAT
+    network float32 and its own grid, the learned bottleneck its own grid); the validation
+    split too for the methods whose headline points it picks (``measure_val``)."""
+    from experiments.learned_repro import GRID, measure_entropic
+
+    f = Path(cfg.measure_out) / f"seed{seed}" / stage.record_name
+    extra: dict = {"method": stage.method, "seed": seed}
+    val = data.val if stage.method in VAL_METHODS else None
+    if stage.quant is not None:
+        wanted = wanted or ["float32", stage.quant]
+        extra |= {"qat_bits": stage.bits, "qat_quant": stage.quant}
+    elif stage.method == "entropic":
+        wanted = [GRID]
+    wanted = wanted or quant_names(cfg)
+
+    def measure(quants):
+        if stage.method == "entropic":
+            return {**measure_entropic(stage.folder, data.test, cfg, progress, val=val),
+                    **extra}
+        return {**measure_stage(stage.folder, data.test, cfg, progress, quants=quants,
+                                train=data.train, val=val), **extra}
+
+    made_of = (str(stage.folder),
+               json.loads((stage.folder / "result.json").read_text())["test_top1"])
+    prior_images = 0 if stage.method == "entropic" else cfg.prior_images
+    return _measured(f, wanted, measure, data.subset(cfg), len(data.test), made_of,
+                     prior_images, extra, cfg.prior_model,
+                     len(val) if val is not None else None,
+                     codec_label(cfg, len(codec_positions(data.subset(cfg)[1], cfg))))
+
+
+def measure_all(cfg: ReproConfig, seed: int, runs: dict, progress: bool) -> list[dict]:
     """Measure every stage of one seed that is a cell of the scale (:class:`ScaleCells`);
     a measurement whose record exists is reused, and records already in the measure folder
     whose stages are not in ``runs`` (measured by an earlier run, e.g. another split point
     in another session) are kept too, when they are cells of the scale."""
-    dataset = _test_split(runs["baseline"])
-    train = _test_split(runs["baseline"], "train") if cfg.prior_images > 0 else None
+    data = MeasureData.of(cfg, runs["baseline"])
     out = Path(cfg.measure_out) / f"seed{seed}"
-    recs, seen = [], set()
-    n = len(dataset)
-    subset = (subset_label(n, cfg.quant_images, cfg.quant_subset),
-              len(subset_indices(n, cfg.quant_images, cfg.quant_subset)))
+    stages = scale_stages(cfg, runs)
+    recs = [measure_network(cfg, seed, stage, data, progress)
+            for stage in tqdm(stages, desc=f"measure seed {seed}", disable=not progress)]
+    seen = {stage.record_name for stage in stages}
     cells = ScaleCells.of(cfg)
-    stages = []
-    for method, point, ratio, folder in stage_folders(runs):
-        quant, bits = None, None
-        if method.endswith("_qat"):  # a QAT network is deployed on its fine-tuning grid
-            stage = json.loads((folder / "result.json").read_text())
-            quant, bits = stage.get("qat_quant", f"uint{stage['qat_bits']}"), stage["qat_bits"]
-        if cells.holds(method, point, ratio, quant):
-            stages.append((method, point, ratio, folder, quant, bits))
-    for method, point, ratio, folder, quant, bits in tqdm(
-            stages, desc=f"measure seed {seed}", disable=not progress):
-        qat = quant is not None
-        f = out / (f"{method}-{point}-{folder.name}.json" if qat
-                   else f"{method}-{point}-x{ratio}.json")
-        seen.add(f.name)
-        wanted, extra = quant_names(cfg), {"method": method, "seed": seed}
-        if qat:
-            wanted = ["float32", quant]
-            extra |= {"qat_bits": bits, "qat_quant": quant}
-
-        def measure(quants, folder=folder, extra=extra):
-            return {**measure_stage(folder, dataset, cfg, progress, quants=quants,
-                                    train=train), **extra}
-
-        made_of = (str(folder), json.loads((folder / "result.json").read_text())["test_top1"])
-        recs.append(_measured(f, wanted, measure, subset, n, made_of, cfg.prior_images,
-                              extra, cfg.prior_model))
     for f in sorted(out.glob("*.json")):
         if f.name not in seen and f.name != "baseline.json":
             rec = json.loads(f.read_text())
@@ -454,12 +700,16 @@ def measure_all(cfg: ReproConfig, seed: int, runs: dict[str, Path], progress: bo
     point = next((r["point"] for r in recs), "stem")
 
     def measure_baseline(quants):  # the uncompressed model cut at the first point: the "1x"
-        return {**measure_stage(runs["baseline"] / "best.pt", dataset, cfg, progress, point,
-                                quants=quants, train=train), "method": "baseline",
-                "seed": seed}
+        return {**measure_stage(runs["baseline"] / "best.pt", data.test, cfg, progress, point,
+                                quants=quants, train=data.train, val=data.val),
+                "method": "baseline", "seed": seed}
 
-    recs.append(_measured(out / "baseline.json", quant_names(cfg), measure_baseline, subset,
-                          n, prior_images=cfg.prior_images, prior_model=cfg.prior_model))
+    n = len(data.test)
+    recs.append(_measured(out / "baseline.json", quant_names(cfg), measure_baseline,
+                          data.subset(cfg), n, prior_images=cfg.prior_images,
+                          prior_model=cfg.prior_model,
+                          val=len(data.val) if data.val is not None else None,
+                          codec=codec_label(cfg, len(codec_positions(n, cfg)))))
     return recs
 
 
@@ -511,7 +761,11 @@ def check_same_images(recs: list[dict]) -> None:
 
 
 def reproduce_table1(cfg: ReproConfig, progress: bool = True) -> dict:
-    """Train or reuse, measure, and write ``table1.md``/``table1.json`` and the figure."""
+    """Train or reuse, measure, and write ``table1.md``/``table1.json`` and the figure; with
+    ``input_codecs`` also the input-compression references, and with ``measure_val`` the
+    headline points chosen on validation (trained again for ``headline_seeds``)."""
+    from experiments.headline_seeds import run_headline
+    from experiments.input_refs import input_references, summarize_inputs
     from experiments.table1_repro import summarize
 
     all_recs, baselines = [], []
@@ -530,7 +784,14 @@ def reproduce_table1(cfg: ReproConfig, progress: bool = True) -> dict:
         all_recs += recs
         baselines.append(base)
     check_same_images(all_recs)
-    summary = summarize(all_recs, baselines, cfg)
+    refs = None
+    if cfg.input_codecs:  # one record per scale: the first seed's baseline, the same images
+        images = next(r["n_quant_images"] for r in all_recs if r["method"] == "baseline")
+        refs = summarize_inputs(input_references(
+            cfg, Path(_fmt(cfg.baseline_out, cfg.seeds[0])), images, progress))
+    summary = summarize(all_recs, baselines, cfg, refs)
+    if cfg.measure_val and (chosen := run_headline(cfg, all_recs, progress)):
+        summary["headline_seeds"] = chosen
     results = Path(cfg.results)
     results.mkdir(parents=True, exist_ok=True)
     cells = ScaleCells.of(cfg)
@@ -553,6 +814,8 @@ def render_outputs(summary: dict, results: Path) -> None:
 
     (results / "table1.md").write_text(render_reproduction(summary))
     plot_rate_accuracy(summary, results / "rate_accuracy.png")
+    if summary["config"]["paper_table"] == "":  # a scale with nothing of the paper's to quote
+        return
     paper_table = Path(summary["config"]["paper_table"])
     if not paper_table.is_file():  # a record made before the quote moved to experiments/
         paper_table = Path(PAPER_TABLE)

@@ -12,16 +12,24 @@ from aecnn.compression.quantize import QuantSpec
 METHOD_NAMES = {"bottlenet++": "BottleNet++", "ca_pruned": "CA_Pruned", "aecnn": "AECNN"}
 # quantisation-aware fine-tuned networks, each measured at the bit width it was tuned for
 QAT_NAMES = {"aecnn_qat": "AECNN + QAT", "bottlenet++_qat": "BottleNet++ + QAT"}
-ALL_NAMES = {**METHOD_NAMES, **QAT_NAMES}
+# the learned entropy bottleneck (Entropic Student), one network per rate weight, measured on
+# its own grid (``learned``)
+LEARNED_NAMES = {"entropic": "Entropic"}
+ALL_NAMES = {**METHOD_NAMES, **QAT_NAMES, **LEARNED_NAMES}
 PAPER_HEADLINE = (256, 4.5)   # >= 256x at <= 4.5 points below the baseline
 STRETCH = (1000, 3.0)         # >= 1000x at <= 3 points
+# issue 38's: the paper's 265x (64 x 32 / 7.73) within 4.4 points, 1000x within 1 point; the
+# figure shades these for a scale that compares more methods
+ISSUE38_TARGETS = ((265, 4.4), (1000, 1.0))
 
 
 HALF_SIZE = {"bottlenet": " (stride 2)", "aecnn": " (pool 2)"}  # run -> name suffix
+RUN_NAMES = {"aecnn": "AECNN", "bottlenet": "BottleNet++", "entropic": "Entropic"}
 
 
 RUN_OF = {"ca_pruned": "aecnn", "aecnn": "aecnn", "aecnn_qat": "aecnn",
-          "bottlenet++": "bottlenet", "bottlenet++_qat": "bottlenet"}  # method -> its run
+          "bottlenet++": "bottlenet", "bottlenet++_qat": "bottlenet",
+          "entropic": "entropic"}  # method -> its run
 
 
 def _half(summary: dict, run: str) -> str:
@@ -54,15 +62,19 @@ def _ms(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def summarize(recs: list[dict], baselines: list[dict], cfg) -> dict:
+def summarize(recs: list[dict], baselines: list[dict], cfg, input_refs: dict | None = None
+              ) -> dict:
     """Mean and std over seeds of every cell; rate-accuracy points; the headline checks.
-    Cells are keyed by the element ratio (:func:`element_ratio`)."""
+    Cells are keyed by the element ratio (:func:`element_ratio`). A scale with a learned
+    bottleneck, input references (``input_refs``, see
+    :func:`experiments.input_refs.summarize_inputs`) or validation numbers also gets Table I
+    by split point and the methods at equal bytes (:mod:`experiments.fronts`)."""
     recs = [element_ratio(r) for r in recs]
     base = _ms([b["test_top1"] for b in baselines])
     base_sub = _ms([r["accuracy"]["float32"] for r in recs if r["method"] == "baseline"])
     cells: dict = defaultdict(lambda: defaultdict(list))
     for r in recs:
-        if r["method"] == "baseline":
+        if r["method"] == "baseline" or r["method"] in LEARNED_NAMES:
             continue
         key = (r["point"], r["ratio"])
         c = cells[key]
@@ -99,8 +111,10 @@ def summarize(recs: list[dict], baselines: list[dict], cfg) -> dict:
         rows.append(row)
     curve = []
     for r in recs:
-        full = (r["elements"] * max(r["ratio"], 1) if not r["method"].startswith("bottlenet")
+        full = (r["elements"] * max(r["ratio"], 1)
+                if not r["method"].startswith("bottlenet") and r["method"] not in LEARNED_NAMES
                 else None)
+        learned = {"rate_weight": r["rate_weight"]} if r["method"] in LEARNED_NAMES else {}
         for q, acc in r["accuracy"].items():
             if r["method"] in QAT_NAMES and q != _grid(r):
                 continue  # a QAT network is an operating point on its own grid only
@@ -108,7 +122,7 @@ def summarize(recs: list[dict], baselines: list[dict], cfg) -> dict:
                           "seed": r.get("seed", 0), "quant": q, "accuracy": acc,
                           "bytes_per_image": r["codec"][q]["bytes_per_image"],
                           "bits_per_element": r["codec"][q]["bits_per_element"],
-                          "coder": r["codec"][q]["coder"], "full_elements": full})
+                          "coder": r["codec"][q]["coder"], "full_elements": full, **learned})
     # compression against the float32 split tensor at the same point (same for all methods)
     raw = {}
     for r in recs:
@@ -116,6 +130,9 @@ def summarize(recs: list[dict], baselines: list[dict], cfg) -> dict:
             raw[r["point"]] = r["elements"] * r["ratio"] * 4
         elif r["method"] == "baseline":
             raw.setdefault(r["point"], r["elements"] * 4)
+    for r in recs:
+        if r["method"] in LEARNED_NAMES:  # a point where only the learned bottleneck cuts
+            raw.setdefault(r["point"], r["split_elements"] * 4)
     for p in curve:
         p["compression"] = raw[p["point"]] / p["bytes_per_image"] if p["point"] in raw else None
     n_sub = next((r["n_quant_images"] for r in recs), None)
@@ -137,7 +154,25 @@ def summarize(recs: list[dict], baselines: list[dict], cfg) -> dict:
                         for run in ("aecnn", "bottlenet")},
             "rows": rows, "curve": curve, "qat": qat,
             "headline": headline(curve, base_sub[0]),
-            "headline_all": headline_all(qat, base[0]), "paired": paired_by_seed(recs)}
+            "headline_all": headline_all(qat, base[0]), "paired": paired_by_seed(recs),
+            **compared(curve, raw, cfg, input_refs)}
+
+
+def compared(curve: list[dict], raw: dict, cfg, input_refs: dict | None) -> dict:
+    """The parts of a scale that compares more methods (a learned bottleneck, input
+    references, headline points chosen on validation); nothing for the others, whose
+    tables stay as they were."""
+    from experiments.fronts import equal_bytes, point_tables
+
+    if not (getattr(cfg, "entropic_rate_weights", ()) or getattr(cfg, "input_codecs", ())
+            or getattr(cfg, "measure_val", False)):
+        return {}
+    out = {"point_tables": point_tables(curve, raw),
+           "equal_bytes": equal_bytes(curve, raw, input_refs),
+           "targets": [list(ISSUE38_TARGETS[0]), list(ISSUE38_TARGETS[1])]}
+    if input_refs:
+        out["input_refs"] = input_refs
+    return out
 
 
 def paired_by_seed(recs: list[dict]) -> list[dict]:
@@ -223,7 +258,7 @@ def _kd_note(summary: dict) -> str:
     kd = summary.get("distill") or {}
     said = []
     for run, stages in sorted(kd.items()):
-        name = "AECNN" if run == "aecnn" else "BottleNet++"
+        name = RUN_NAMES.get(run, run)
         said.append(f"{name}'s " + ", ".join(
             f"`{kind}` ({d['weight']:g} of the loss at T = {d['temperature']:g})"
             for kind, d in stages.items()))
@@ -303,8 +338,9 @@ def headline(curve: list[dict], base: float) -> dict:
     by: dict = defaultdict(list)
     for p in curve:
         if p["method"] != "baseline" and p["compression"]:
-            by[(p["method"], p["point"], p["ratio"], p["quant"])].append(p)
+            by[(p["method"], p["point"], p["ratio"], p["quant"], p.get("rate_weight"))].append(p)
     agg = [{"method": k[0], "point": k[1], "ratio": k[2], "quant": k[3],
+            **({"rate_weight": k[4]} if k[4] is not None else {}),
             "accuracy": statistics.mean(x["accuracy"] for x in v),
             "compression": statistics.mean(x["compression"] for x in v),
             "bytes_per_image": statistics.mean(x["bytes_per_image"] for x in v)}
@@ -312,7 +348,7 @@ def headline(curve: list[dict], base: float) -> dict:
     for method in ALL_NAMES:
         for point in sorted({a["point"] for a in agg}):
             pts = [a for a in agg if a["method"] == method and a["point"] == point]
-            if not pts and method in QAT_NAMES:
+            if not pts and method not in METHOD_NAMES:
                 continue
             out[f"{method}@{point}"] = _targets(pts, base)
     return out
@@ -390,8 +426,9 @@ def render_reproduction(summary: dict) -> str:
     def desc(a):
         if not a:
             return "-"
-        return (f"{a['compression']:.0f}x (V={a['ratio']}, {a['quant']}, "
-                f"{a['accuracy']:.2f} %)")
+        grid = (f"λ = {a['rate_weight']:g}" if a.get("rate_weight") is not None
+                else a["quant"])
+        return f"{a['compression']:.0f}x (V={a['ratio']}, {grid}, {a['accuracy']:.2f} %)"
 
     lines += _headline_rows(summary["headline"], desc, name)
     if summary.get("headline_all"):
@@ -420,7 +457,25 @@ def render_reproduction(summary: dict) -> str:
                          f"{q['bytes_per_image']:.0f} |")
     if paired := [p for p in summary.get("paired", []) if p["n"] > 1]:
         lines += _render_paired(paired, name["aecnn"], name["bottlenet++"])
+    lines += _render_compared(summary)
     return "\n".join(lines) + "\n"
+
+
+def _render_compared(summary: dict) -> list[str]:
+    """The sections of a scale that compares more methods (:func:`compared`), if any."""
+    from experiments.fronts import render_equal_bytes, render_inputs, render_point_tables
+    from experiments.headline_seeds import render_headline
+
+    lines = []
+    if summary.get("headline_seeds"):
+        lines += render_headline(summary["headline_seeds"])
+    if summary.get("point_tables"):
+        lines += render_point_tables(summary)
+    if summary.get("equal_bytes"):
+        lines += render_equal_bytes(summary)
+    if summary.get("input_refs"):
+        lines += render_inputs(summary)
+    return lines
 
 
 def _render_paired(paired: list[dict], ae: str = "AECNN", bn: str = "BottleNet++"
@@ -486,16 +541,23 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-def _shade_targets(ax, curve: list[dict], point: str, base: float) -> None:
-    """Shade the paper's two targets: at most 1/256 of the float32 split tensor's bytes
-    within 4.5 points of the baseline, and at most 1/1000 within 3 points; a point of the
-    curve inside a box meets that target."""
+def _shaded(summary: dict) -> list[tuple[float, float]]:
+    """The two (compression, drop) targets a table's figure shades: the scale's own, or the
+    paper's 256x within 4.5 and 1000x within 3 points."""
+    return [tuple(t) for t in summary.get("targets") or (PAPER_HEADLINE, STRETCH)]
+
+
+def _shade_targets(ax, curve: list[dict], point: str, base: float,
+                   targets: list[tuple[float, float]]) -> None:
+    """Shade the two targets (by default the paper's: at most 1/256 of the float32 split
+    tensor's bytes within 4.5 points of the baseline, and at most 1/1000 within 3 points);
+    a point of the curve inside a box meets that target."""
     full = next((p["full_elements"] for p in curve
                  if p["point"] == point and p.get("full_elements")), None)
     if full is None:
         return
     (x0, x1), top = ax.get_xlim(), ax.get_ylim()[1]
-    for ratio, drop, alpha in ((256, 4.5, 0.08), (1000, 3.0, 0.16)):
+    for (ratio, drop), alpha in zip(targets, (0.08, 0.16), strict=True):
         ax.fill_between([x0, 4 * full / ratio], base - drop, top, color="tab:green",
                         alpha=alpha, linewidth=0,
                         label=f"target: >= {ratio}x within {drop:g} points")
@@ -519,7 +581,8 @@ def _plain_log_ticks(ax) -> None:
     ax.tick_params(axis="x", which="minor", labelsize=7)
 
 
-_MARKERS = {"float32": "o", "uint8": "s", "uint4": "^", "uint2": "v", "uint1": "<"}
+_MARKERS = {"float32": "o", "uint8": "s", "uint4": "^", "uint2": "v", "uint1": "<",
+            "learned": "*"}  # learned: a learned bottleneck's own grid
 _OTHER_MARKER = "D"  # any other grid (uint3, uint2l3, ...)
 
 
@@ -530,7 +593,10 @@ def _marker(quant: str) -> str:
 
 def _draw_panel(ax, summary: dict, point: str) -> None:
     """Every method's points at one split point, its Pareto front, its best point within 3
-    points (circled), the baseline lines and the shaded targets."""
+    points (circled), the input-compression references (dashed, when the table has them),
+    the baseline lines and the shaded targets."""
+    from experiments.fronts import input_points
+
     curve, base = summary["curve"], summary["baseline_subset"]["mean"]
     for i, (m, label) in enumerate(names(summary).items()):
         pts = [p for p in curve if p["method"] == m and p["point"] == point]
@@ -551,11 +617,18 @@ def _draw_panel(ax, summary: dict, point: str) -> None:
         if best:
             ax.scatter([best["bytes_per_image"]], [best["accuracy"]], s=160,
                        facecolors="none", edgecolors=f"C{i}", linewidths=2)
+    for j, (codec, pts) in enumerate(sorted(input_points(summary.get("input_refs")).items())):
+        pts = sorted(pts, key=lambda p: p["bytes_per_image"])
+        ax.plot([p["bytes_per_image"] for p in pts], [p["accuracy"] for p in pts],
+                linestyle="--", marker=".", color=f"C{7 + j}", linewidth=1,
+                label=f"{codec} (the photo)")
+    targets = _shaded(summary)
+    close = min(drop for _, drop in targets)
     ax.axhline(base, color="k", linestyle=":", label="baseline")
-    ax.axhline(base - 3, color="grey", linestyle=":", label="baseline - 3")
+    ax.axhline(base - close, color="grey", linestyle=":", label=f"baseline - {close:g}")
     ax.set_xscale("log")
     _plain_log_ticks(ax)
-    _shade_targets(ax, curve, point, base)
+    _shade_targets(ax, curve, point, base, targets)
     ax.set_xlabel("bytes per image (entropy coded)")
     ax.set_ylabel("test top-1 (%)")
     ax.grid(True, which="both", alpha=0.3)
@@ -576,11 +649,13 @@ def plot_rate_accuracy(summary: dict, path: Path) -> Path:
     base = summary["baseline_subset"]["mean"]
     fig, axes = plt.subplots(2, len(points), figsize=(6 * len(points), 8), squeeze=False)
     other = any(_marker(p["quant"]) == _OTHER_MARKER for p in summary["curve"])
+    learned = any(p["method"] in LEARNED_NAMES for p in summary["curve"])
     for col, point in enumerate(points):
         for row in (0, 1):
             _draw_panel(axes[row][col], summary, point)
         axes[0][col].set_title(f"split at {point}; o f32, s 8b, ^ 4b, v 2b, < 1b"
                                + ("; D other grids" if other else "")
+                               + ("; * learned" if learned else "")
                                + "; hollow: clipped grid", fontsize=9)
         axes[1][col].set_ylim(base - 10, base + 1.5)
         axes[1][col].set_title(f"{point}: the 10 points below the baseline", fontsize=9)

@@ -22,8 +22,9 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("AECNN_DATA", str(caltech_root))
     runs, res = tmp_path / "runs", tmp_path / "results"
     sets = [f"baseline_out={runs}/seed{{seed}}/baseline", f"aecnn_out={runs}/seed{{seed}}/aecnn",
-            f"bottlenet_out={runs}/seed{{seed}}/bottlenet", f"measure_out={runs}/measure",
-            f"results={res}"]
+            f"bottlenet_out={runs}/seed{{seed}}/bottlenet",
+            f"entropic_out={runs}/seed{{seed}}/entropic-rw{{rate_weight:g}}",
+            f"measure_out={runs}/measure", f"results={res}"]
     argv = ["table1", "--scale", "smoke", "--no-progress"]
     for s in sets:
         argv += ["--set", s]
@@ -67,8 +68,9 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch, capsys):
         assert p["sem"] == pytest.approx(p["std"] / math.sqrt(2))
         assert (f"| {p['mean']:+.2f} ± {p['std']:.2f} | {p['sem']:.2f} | "
                 f"{p['aecnn_ahead']} of 2 |") in md
-    quants = {p["quant"] for p in table["curve"]}
+    quants = {p["quant"] for p in table["curve"] if p["method"] != "entropic"}
     assert quants == {"float32", "uint8", "uint4", "uint2", "uint2@p90", "uint1@p90"}
+    _check_new_methods(runs, res, table, md)
     # quantisation-aware fine-tuning (qat_grids; AECNN through uint2 and uint1@p90,
     # BottleNet++ through uint2): one stage per network and grid, measured on that grid
     for run, stage, quant, bits in (("aecnn", "aecnn-q2-x64", "uint2", 2),
@@ -93,10 +95,11 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch, capsys):
     assert {(p["aecnn_grid"], p["bottlenet_grid"]) for p in table["paired"]} == {
         ("float32", "float32"), ("uint2", "uint2")}
     kd = {"qat": {"weight": 0.5, "temperature": 4.0}}
-    assert table["distill"] == {"aecnn": kd, "bottlenet": kd}
+    assert table["distill"] == {"aecnn": kd, "bottlenet": kd,
+                                "entropic": {"module": kd["qat"]}}
     assert ("Distilled from the uncut baseline (the KL divergence to its outputs): AECNN's "
-            "`qat` (0.5 of the loss at T = 4); BottleNet++'s `qat` (0.5 of the loss at T = 4) "
-            "stages.") in md
+            "`qat` (0.5 of the loss at T = 4); BottleNet++'s `qat` (0.5 of the loss at T = 4); "
+            "Entropic's `module` (0.5 of the loss at T = 4) stages.") in md
     assert table["qat_rate"] == {"bottlenet": 0.1}
     assert ("Rate-regularised QAT (`qat.rate`): the QAT loss adds a weight (BottleNet++ 0.1) "
             "times the estimated bits per element") in md
@@ -116,7 +119,9 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch, capsys):
     assert main(argv) == 0
     assert {p: p.stat().st_mtime_ns for p in runs.rglob("*.json") if p in before} == before
     # a new grid is measured on its own and merged into the records; nothing else changes
-    measured = {p: json.loads(p.read_text()) for p in (runs / "measure").rglob("*.json")}
+    # (the main seeds' records of the methods measured on the scale's grids)
+    measured = {p: json.loads(p.read_text()) for p in (runs / "measure").glob("seed[01]/*.json")
+                if not p.name.startswith("entropic")}
     assert main([*argv, "--set", "clipped=[uint2@p90, uint4@p99]"]) == 0
     trained = [p for p in before if "measure" not in p.parts]
     assert all(p.stat().st_mtime_ns == before[p] for p in trained)
@@ -129,6 +134,7 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch, capsys):
     # tabulates its own cells and measures nothing
     before = {p: p.stat().st_mtime_ns for p in runs.rglob("*.json")}
     narrow = [*argv, "--set", "train=false", "--set", f"results={tmp_path / 'narrow'}",
+              "--set", "headline_seeds=[]",
               "--set", 'aecnn_overrides=["fr_shapes=[1x1]", "ratios=[4]", "qat_grids=[uint2]"]',
               "--set", 'bottlenet_overrides=["ratios=[4]", "qat_grids=[uint2]"]']
     assert main(narrow) == 0
@@ -142,7 +148,7 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch, capsys):
     # context priors (wire coder 5) fitted on 4 training images: the narrow scale's records
     # are measured again with them, the same accuracies, and every integer grid's codec names
     # its prior; the trained records and the measurements of other cells do not change
-    old = {p: json.loads(p.read_text()) for p in (runs / "measure").rglob("*.json")}
+    old = {p: json.loads(p.read_text()) for p in (runs / "measure").glob("seed[01]/*.json")}
     assert main([*narrow, "--set", "prior_images=4"]) == 0
     assert {p: p.stat().st_mtime_ns for p in trained} == {p: before[p] for p in trained}
     for p, rec in old.items():
@@ -183,6 +189,54 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch, capsys):
     assert main(["fig4", "--scale", "smoke", "--no-progress", *sum(
         (["--set", s] for s in sets), [])]) == 0
     assert (res / "fig4_stem.png").exists() and (res / "fig4_stem.json").exists()
+
+
+def _check_new_methods(runs: Path, res: Path, table: dict, md: str) -> None:
+    """The smoke scale's learned bottleneck, input references and headline seed."""
+    ent = [p for p in table["curve"] if p["method"] == "entropic"]
+    assert len(ent) == 2 * 2 and {p["quant"] for p in ent} == {"learned"}  # point x seed
+    n_test = table["n_quant_images"]  # the whole test split of the smoke's subset
+    for seed in (0, 1):
+        for point in ("stem", "layer1.0"):
+            rec = json.loads((runs / "measure" / f"seed{seed}"
+                              / f"entropic-{point}-x4-rw0.001.json").read_text())
+            stage = runs / f"seed{seed}" / "entropic-rw0.001" / point / "entropic-x4"
+            assert rec["source"] == str(stage) and rec["rate_weight"] == 0.001
+            assert rec["n_quant_images"] == n_test and rec["n_codec_images"] == 2
+            assert rec["codec"]["learned"]["coder"] == "factorized"
+            assert rec["val_accuracy"] and rec["val_bytes"] and rec["n_val_images"] > 0
+    for f in (runs / "measure").glob("seed[01]/aecnn*.json"):  # the networks the choice reads
+        assert "val_accuracy" in json.loads(f.read_text()), f.name
+    refs = json.loads((runs / "measure" / "input.json").read_text())
+    assert refs["images"] == n_test and refs["codecs"] == ["jpeg", "webp"]
+    assert refs["qualities"] == [75, 10]
+    assert len(table["input_refs"]["rows"]) == 4
+    # the headline points: chosen on validation (seeds 0 and 1), measured again for seed 2
+    head = table["headline_seeds"]
+    assert head["seeds"] == [0, 1, 2] and [p["family"] for p in head["picks"]] == [
+        "aecnn", "aecnn", "bottlenet++", "bottlenet++", "entropic", "entropic"]
+    for p in head["picks"]:
+        if p["cell"] is None:
+            continue
+        assert p["seeds"] == [0, 1, 2], p
+        seed2 = [json.loads(f.read_text()) for f in (runs / "measure" / "seed2").glob("*.json")]
+        got = [r for r in seed2 if r["method"] == p["cell"]["method"]
+               and r["point"] == p["cell"]["point"] and r["ratio"] == p["cell"]["ratio"]
+               and p["cell"]["quant"] in r["accuracy"]]
+        assert p["test"][2] in [r["accuracy"][p["cell"]["quant"]] for r in got]
+    # seed 2 trained the chosen networks only: their split points and ratios, no other
+    chosen = {(p["family"], p["cell"]["point"], p["cell"]["ratio"])
+              for p in head["picks"] if p["cell"]}
+    for run, family in (("aecnn", "aecnn"), ("bottlenet", "bottlenet++"),
+                        ("entropic-rw0.001", "entropic")):
+        recs = [json.loads(f.read_text()) for f in (runs / "seed2" / run).rglob("result.json")
+                if f.parent.name != "ca"]
+        assert {(r["point"], r["ratio"]) for r in recs} == {
+            (pt, v) for fam, pt, v in chosen if fam == family}, run
+    for section in ("## Headline points: chosen on validation, seeds 0, 1, 2",
+                    "## Table I by split point", "## At equal bytes",
+                    "## Input compression (full offloading)"):
+        assert section in md, section
 
 
 def test_pareto_front_keeps_only_undominated_points():
@@ -235,6 +289,11 @@ def test_every_shipped_config_resolves(files):
     load_config(TrainConfig, cfg.baseline_config, cfg.baseline_overrides)
     a = load_config(AecnnConfig, cfg.aecnn_config, cfg.aecnn_overrides)
     b = load_config(BottleNetConfig, cfg.bottlenet_config, cfg.bottlenet_overrides)
+    if cfg.entropic_config:
+        from aecnn.training.entropic import EntropicConfig
+
+        e = load_config(EntropicConfig, cfg.entropic_config, cfg.entropic_overrides)
+        assert set(e.points) <= set(a.points), files  # compared at the same split points
     names = quant_names(cfg)
     for spec in (*a.qat_specs, *b.qat_specs):  # every QAT grid is also measured without QAT
         assert str(spec) in names, (files, str(spec))
