@@ -96,10 +96,10 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch, capsys):
         ("float32", "float32"), ("uint2", "uint2")}
     kd = {"qat": {"weight": 0.5, "temperature": 4.0}}
     assert table["distill"] == {"aecnn": kd, "bottlenet": kd,
-                                "entropic": {"module": kd["qat"]}}
+                                "entropic": {"tail": kd["qat"]}}
     assert ("Distilled from the uncut baseline (the KL divergence to its outputs): AECNN's "
             "`qat` (0.5 of the loss at T = 4); BottleNet++'s `qat` (0.5 of the loss at T = 4); "
-            "Entropic's `module` (0.5 of the loss at T = 4) stages.") in md
+            "Entropic's `tail` (0.5 of the loss at T = 4) stages.") in md
     assert table["qat_rate"] == {"bottlenet": 0.1}
     assert ("Rate-regularised QAT (`qat.rate`): the QAT loss adds a weight (BottleNet++ 0.1) "
             "times the estimated bits per element") in md
