@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from aecnn.errors import AecnnError
 from aecnn.runtime import protocol as P
-from aecnn.runtime.preprocess import Preprocessor
+from aecnn.runtime.preprocess import Preprocessor, read_image
 
 # torch is imported when a torch network runs, so that Connection and InferenceResult serve
 # the torch-free ONNX Runtime device (aecnn.runtime.onnx_head) too
@@ -171,15 +171,6 @@ class Connection:
         return self.call(P.Kind.INFO)[0]["variants"]
 
 
-def _read(image: bytes | str | Path) -> bytes:
-    if isinstance(image, bytes):
-        return image
-    try:
-        return Path(image).read_bytes()
-    except OSError as exc:
-        raise AecnnError(f"cannot read image {image}: {exc.strerror or exc}") from None
-
-
 class CoInference:
     """Device head + feature codec; the server runs bridge and tail (AECNN, CA_Pruned,
     BottleNet++ or the uncompressed split)."""
@@ -193,7 +184,7 @@ class CoInference:
 
     @_inference_mode
     def infer(self, image: bytes | str | Path) -> InferenceResult:
-        data = _read(image)
+        data = read_image(image)
         m = self.variant.meta
         t0 = time.perf_counter()
         x = self.prep(data)
@@ -224,7 +215,7 @@ class LocalComputing:
 
     @_inference_mode
     def infer(self, image: bytes | str | Path) -> InferenceResult:
-        data = _read(image)
+        data = read_image(image)
         t0 = time.perf_counter()
         x = self.prep(data)
         t1 = time.perf_counter()
@@ -267,7 +258,7 @@ class FullOffloading:
         return out, t1 - t0, time.perf_counter() - t1
 
     def infer(self, image: bytes | str | Path) -> InferenceResult:
-        data = _read(image)
+        data = read_image(image)
         if self.quality is not None and self.input_size is None:
             self._crop(data)  # learn S before the clock starts
         t0 = time.perf_counter()

@@ -24,8 +24,8 @@ from aecnn.compression.quantize import QuantSpec
 from aecnn.compression.wire import Packet
 from aecnn.errors import AecnnError
 from aecnn.runtime import protocol as P
-from aecnn.runtime.client import Connection, InferenceResult, _read
-from aecnn.runtime.preprocess import ArrayPreprocessor
+from aecnn.runtime.client import Connection, InferenceResult
+from aecnn.runtime.preprocess import ArrayPreprocessor, read_image
 
 FORMAT = "aecnn-onnx-head/1"
 
@@ -134,7 +134,7 @@ class OnnxCoInference:
         self.prep = ArrayPreprocessor(int(m["input_size"]), tuple(m["mean"]), tuple(m["std"]))
 
     def infer(self, image: bytes | str | Path) -> InferenceResult:
-        data = _read(image)
+        data = read_image(image)
         t0 = time.perf_counter()
         x = self.prep(data)
         t1 = time.perf_counter()

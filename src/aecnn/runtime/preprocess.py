@@ -80,7 +80,12 @@ def decode_rgb(data: bytes, input_size: int, max_pixels: int = MAX_PIXELS) -> np
     return arr
 
 
-def _read(image: bytes | str | Path) -> bytes:
+def read_image(image: bytes | str | Path) -> bytes:
+    """The encoded photo: ``image`` itself, or the bytes of the file it names.
+
+    Raises:
+        ImageReadError: the file cannot be read (one line, no traceback).
+    """
     if isinstance(image, bytes):
         return image
     try:
@@ -105,7 +110,7 @@ class Preprocessor:
                                     T.Normalize(mean, std)])
 
     def __call__(self, image: bytes | str | Path) -> torch.Tensor:
-        pixels = decode_image(_read(image), self.input_size, self.max_pixels)
+        pixels = decode_image(read_image(image), self.input_size, self.max_pixels)
         return self.transform(pixels)[None]
 
 
@@ -121,7 +126,7 @@ class ArrayPreprocessor:
         self.std = np.asarray(std, np.float32).reshape(3, 1, 1)
 
     def __call__(self, image: bytes | str | Path) -> np.ndarray:
-        crop = device_crop(_read(image), self.input_size, self.max_pixels)
+        crop = device_crop(read_image(image), self.input_size, self.max_pixels)
         x = (crop.transpose(2, 0, 1).astype(np.float32) * np.float32(1.0 / 255)
              - self.mean) / self.std
         return np.ascontiguousarray(x[None], dtype=np.float32)
