@@ -18,7 +18,7 @@ from aecnn.compression.bottlenet import (
     compressed_channels,
 )
 from aecnn.config import load_config
-from aecnn.models import split_model
+from aecnn.models import get_spec, split_model
 from aecnn.training.aecnn import StageBudget
 from aecnn.training.bottlenet import (
     BottleNetConfig,
@@ -43,6 +43,19 @@ def test_shapes_round_trip(spatial, hw):
     assert z.shape == (2, c // v, *expect)
     y = dec(z)
     assert y.shape == x.shape and (y >= 0).all()
+
+
+def test_signed_decoder_keeps_negative_values():
+    """A split tensor that can be negative (EfficientNet's blocks) is rebuilt without the
+    final ReLU; the registered specs say which split points are signed."""
+    z = torch.rand(2, 4, 5, 5)
+    relu, signed = BottleNetDecoder(16, 4), BottleNetDecoder(16, 4, signed=True)
+    signed.load_state_dict(relu.state_dict())  # same parameters, only the activation differs
+    assert (relu(z) >= 0).all() and (signed(z) < 0).any()
+    assert torch.equal(relu(z), signed(z).clamp_min(0))
+    eff, res = get_spec("efficientnet_lite0"), get_spec("resnet50")
+    assert not eff.split_point("stem").signed and eff.split_point("blocks.3").signed
+    assert not any(sp.signed for sp in res.split_points)
 
 
 def test_spatial_decoder_defaults_to_even_sizes():

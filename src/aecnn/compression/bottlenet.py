@@ -6,6 +6,10 @@ Follows the authors' public code (``compression_module.py``): encoder = 3x3 conv
 sigmoid, so the transmitted feature lies in [0, 1] and quantises to 8 bits naturally;
 decoder = 3x3 conv, BN, ReLU. Deliberate differences:
 
+* Signed split tensors: the ReLU suits ResNet, whose stages end in one. A split tensor that
+  can be negative (EfficientNet's blocks end in a linear projection: ``SplitPoint.signed``)
+  is rebuilt by a decoder that ends in the batch norm (``signed=True``).
+
 * Noise-free: the public encoder also takes one constant input channel carrying the channel
   noise level, and a noise layer (AWGN or bit erasures) sits between encoder and decoder.
   We model an error-free link, so both are omitted: the encoder sees exactly ``C`` channels.
@@ -49,7 +53,8 @@ class BottleNetEncoder(nn.Module):
 
 
 class BottleNetDecoder(nn.Module):
-    """Server side: ``(B, C/V, H', W') -> (B, C, H, W)``, non-negative (ReLU).
+    """Server side: ``(B, C/V, H', W') -> (B, C, H, W)``, non-negative (ReLU), or signed
+    (the batch norm's output) with ``signed=True`` for a split tensor that can be negative.
 
     With ``spatial=True`` the output is ``2H' - (H odd) x 2W' - (W odd)``: ``size``, the
     ``(H, W)`` the encoder saw, fixes that parity (only its parity matters); ``None`` means
@@ -57,10 +62,10 @@ class BottleNetDecoder(nn.Module):
     """
 
     def __init__(self, channels: int, ratio: int, spatial: bool = False,
-                 size: tuple[int, int] | None = None) -> None:
+                 size: tuple[int, int] | None = None, signed: bool = False) -> None:
         super().__init__()
         k = compressed_channels(channels, ratio)
-        self.channels, self.ratio, self.spatial = channels, ratio, spatial
+        self.channels, self.ratio, self.spatial, self.signed = channels, ratio, spatial, signed
         self.conv: nn.Module
         if spatial:
             h, w = size or (2, 2)
@@ -71,7 +76,8 @@ class BottleNetDecoder(nn.Module):
         self.bn = nn.BatchNorm2d(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.bn(self.conv(x)))
+        y = self.bn(self.conv(x))
+        return y if self.signed else torch.relu(y)
 
 
 class BottleNetHead(nn.Module):

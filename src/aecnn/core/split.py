@@ -175,7 +175,7 @@ class SplitNetwork(nn.Module):
         else:
             head = BottleNetHead(head, BottleNetEncoder(sp.channels, meta.ratio, meta.spatial))
             bridge = BottleNetDecoder(sp.channels, meta.ratio, meta.spatial,
-                                      sp.spatial(meta.input_size))
+                                      sp.spatial(meta.input_size), signed=sp.signed)
         if meta.spatial and meta.bridge in ("zerofill", "fr"):  # kept channels at half size
             head, bridge = halved(head), Upsampled(bridge, sp.spatial(meta.input_size))
         return cls(head, bridge, tail, meta)

@@ -152,7 +152,7 @@ def _table() -> tuple[tuple[str, ...], tuple[SplitPoint, ...]]:
         stages.append(f"blocks.{i}")
         emitters = () if skip else ((f"blocks.{i}.project.0", f"blocks.{i}.project.1"),)
         points.append(SplitPoint(f"blocks.{i}", i + 2, len(stages), cout, reduction,
-                                 f"blocks.{i}.project.0", emitters))
+                                 f"blocks.{i}.project.0", emitters, signed=True))
     stages += ["conv_head", "avgpool", FLATTEN, "dropout", "fc"]
     return tuple(stages), tuple(points)
 

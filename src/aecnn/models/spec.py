@@ -32,6 +32,9 @@ class SplitPoint:
             (before a final activation or pooling that acts per channel). Pruning a channel
             physically removes its filter and BN entry from each. Empty when an identity
             shortcut also adds into the tensor: then channels can only be selected.
+        signed: the tensor can be negative: no non-negative activation (ReLU) ends the stage
+            that emits it (EfficientNet's blocks end in a linear projection). A decoder that
+            rebuilds it (BottleNet++'s) then ends without ReLU.
     """
 
     name: str
@@ -41,6 +44,7 @@ class SplitPoint:
     reduction: int
     module: str
     emitters: tuple[tuple[str, str], ...] = ()
+    signed: bool = False
 
     def spatial(self, input_size: int | tuple[int, int]) -> tuple[int, int]:
         """Height and width ``(H_l, W_l)`` of the split tensor for an input of that size.

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -72,6 +72,12 @@ class StageBudget:
     rate: float = 0.0
     steps: int | None = None  # optimiser steps per epoch at most (None: the whole split)
 
+    #: settings added after the first stage checkpoints were written, with the value those
+    #: checkpoints were trained with: :meth:`resume_config` leaves each out while it has
+    #: that value, so they still resume (``target`` is the learned bottleneck's)
+    LATER: ClassVar[dict[str, object]] = {"distill": 0.0, "rate": 0.0, "steps": None,
+                                          "target": "logits"}
+
     def __post_init__(self) -> None:
         if not self.rate >= 0.0:
             raise ConfigError(f"rate: {self.rate} is not >= 0")
@@ -81,6 +87,18 @@ class StageBudget:
             raise ConfigError(f"steps: {self.steps} is not >= 1")
         if not self.distill_temperature > 0:
             raise ConfigError(f"distill_temperature: {self.distill_temperature} is not > 0")
+
+    def resume_config(self) -> dict:
+        """The budget as a stage's checkpoints record it for resuming: every setting, less
+        those of :attr:`LATER` at their earlier values, and less the distillation
+        temperature when nothing is distilled."""
+        out = dataclasses.asdict(self)
+        for k, before in self.LATER.items():
+            if k in out and out[k] == before:
+                del out[k]
+        if not self.distill:
+            del out["distill_temperature"]
+        return out
 
     def optim(self) -> OptimConfig:
         return OptimConfig(self.name, self.lr, 0.9, self.weight_decay, self.epochs,
@@ -328,15 +346,7 @@ class Pipeline:
         t0 = time.perf_counter()
         for part in ("head", "bridge", "tail"):
             getattr(net, part).requires_grad_(part in budget.trains)
-        spent = dataclasses.asdict(budget)
-        if not budget.distill:  # the config (so the resume check) of earlier versions
-            del spent["distill"], spent["distill_temperature"]
-        if not budget.rate:
-            del spent["rate"]
-        if budget.steps is None:
-            del spent["steps"]
-        if getattr(budget, "target", "logits") == "logits":  # the learned bottleneck's
-            spent.pop("target", None)                       # module stage alone has one
+        spent = budget.resume_config()
         stream = f"{extra['point']}/{name}"  # this stage's own batches and crops
         config = {"stage": name, "budget": spent, "stream": stream,
                   "baseline": self.cfg.baseline, "data": dataclasses.asdict(self.data),

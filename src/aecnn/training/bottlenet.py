@@ -109,7 +109,7 @@ class BottleNetPipeline(Pipeline):
             torch.manual_seed(self.bcfg.seed * 1_000_003 + sp.index * 1000 + ratio)
             enc = BottleNetEncoder(sp.channels, ratio, self.bcfg.spatial)
             dec = BottleNetDecoder(sp.channels, ratio, self.bcfg.spatial,
-                                   sp.spatial(self.data.input_size))
+                                   sp.spatial(self.data.input_size), signed=sp.signed)
         return SplitNetwork(BottleNetHead(Fixed(head, frozen), enc), dec, tail)
 
     def run(self) -> list[dict]:
