@@ -16,6 +16,7 @@ from aecnn.compression.bottlenet import (
     BottleNetEncoder,
     BottleNetHead,
     compressed_channels,
+    match_norm,
 )
 from aecnn.config import load_config
 from aecnn.models import get_spec, split_model
@@ -56,6 +57,24 @@ def test_signed_decoder_keeps_negative_values():
     eff, res = get_spec("efficientnet_lite0"), get_spec("resnet50")
     assert not eff.split_point("stem").signed and eff.split_point("blocks.3").signed
     assert not any(sp.signed for sp in res.split_points)
+
+
+def test_match_norm_starts_a_decoder_at_the_split_norm():
+    """A signed decoder's output norm starts at the norm that made the split tensor, so its
+    first outputs carry that tensor's per-channel scale and shift (in eval mode, a decoder
+    whose norm has unit running variance returns the norm's shift plus scale times input)."""
+    src = nn.BatchNorm2d(16)
+    with torch.no_grad():
+        src.weight.uniform_(2.0, 3.0)
+        src.bias.uniform_(-1.0, 1.0)
+    dec = BottleNetDecoder(16, 4, signed=True)
+    match_norm(dec.bn, src)
+    assert torch.equal(dec.bn.weight, src.weight) and torch.equal(dec.bn.bias, src.bias)
+    other = BottleNetDecoder(8, 4, signed=True)
+    before = other.bn.weight.clone()
+    match_norm(other.bn, src)  # another channel count: left as it was
+    match_norm(other.bn, None)
+    assert torch.equal(other.bn.weight, before)
 
 
 def test_spatial_decoder_defaults_to_even_sizes():

@@ -8,7 +8,11 @@ decoder = 3x3 conv, BN, ReLU. Deliberate differences:
 
 * Signed split tensors: the ReLU suits ResNet, whose stages end in one. A split tensor that
   can be negative (EfficientNet's blocks end in a linear projection: ``SplitPoint.signed``)
-  is rebuilt by a decoder that ends in the batch norm (``signed=True``).
+  is rebuilt by a decoder that ends in the batch norm (``signed=True``), whose scale and
+  shift start at those of the norm that made the split tensor (:func:`match_norm`): a short
+  module stage cannot move a frozen tail's input from zero mean and unit variance to the
+  split tensor's own statistics (a 100-step stage at EfficientNet's blocks.3 ended at chance
+  in eval mode without it). The ReLU decoder keeps the paper's initialisation.
 
 * Noise-free: the public encoder also takes one constant input channel carrying the channel
   noise level, and a noise layer (AWGN or bit erasures) sits between encoder and decoder.
@@ -25,6 +29,16 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+
+def match_norm(out: nn.BatchNorm2d, norm: nn.Module | None) -> None:
+    """Start ``out``'s scale and shift at ``norm``'s when ``norm`` is a batch norm of as
+    many channels (the norm that made the split tensor), so that a decoder ending in ``out``
+    first gives the split tensor's per-channel statistics; otherwise leave ``out`` as is."""
+    if isinstance(norm, nn.BatchNorm2d) and norm.num_features == out.num_features:
+        with torch.no_grad():
+            out.weight.copy_(norm.weight)
+            out.bias.copy_(norm.bias)
 
 
 def compressed_channels(channels: int, ratio: int) -> int:
@@ -101,4 +115,5 @@ class BottleNetHead(nn.Module):
         return self
 
 
-__all__ = ["BottleNetDecoder", "BottleNetEncoder", "BottleNetHead", "compressed_channels"]
+__all__ = ["BottleNetDecoder", "BottleNetEncoder", "BottleNetHead", "compressed_channels",
+           "match_norm"]

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from aecnn.compression.bottlenet import match_norm
 from aecnn.compression.factorized import MAX_LEVELS, TOTAL, FactorizedTables, TablesError
 
 TAIL_MASS = 1e-9
@@ -292,11 +293,7 @@ class EntropicDecoder(nn.Module):
         """Start the output norm's scale and shift at ``norm``'s (the batch norm that made
         the split tensor), so that the decoder's first outputs have the split tensor's
         per-channel statistics instead of zero mean and unit variance."""
-        out = self.body[-1]
-        if isinstance(norm, nn.BatchNorm2d) and norm.num_features == out.num_features:
-            with torch.no_grad():
-                out.weight.copy_(norm.weight)
-                out.bias.copy_(norm.bias)
+        match_norm(self.body[-1], norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)

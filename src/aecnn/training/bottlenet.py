@@ -32,7 +32,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from aecnn.compression.bottlenet import BottleNetDecoder, BottleNetEncoder, BottleNetHead
+from aecnn.compression.bottlenet import (
+    BottleNetDecoder,
+    BottleNetEncoder,
+    BottleNetHead,
+    match_norm,
+)
 from aecnn.config import save_config
 from aecnn.core.split import SplitNetwork
 from aecnn.models import split_model
@@ -104,12 +109,15 @@ class BottleNetPipeline(Pipeline):
         initialised from a seed of their own, so a stage's start does not depend on which
         stages ran before it.
         """
-        head, tail = split_model(self.fresh_model(), self.spec, sp)
+        model = self.fresh_model()
+        head, tail = split_model(model, self.spec, sp)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.bcfg.seed * 1_000_003 + sp.index * 1000 + ratio)
             enc = BottleNetEncoder(sp.channels, ratio, self.bcfg.spatial)
             dec = BottleNetDecoder(sp.channels, ratio, self.bcfg.spatial,
                                    sp.spatial(self.data.input_size), signed=sp.signed)
+        if sp.signed and sp.emitters:  # the signed decoder starts at the split's own norm
+            match_norm(dec.bn, model.get_submodule(sp.emitters[0][1]))
         return SplitNetwork(BottleNetHead(Fixed(head, frozen), enc), dec, tail)
 
     def run(self) -> list[dict]:
