@@ -26,6 +26,7 @@ from aecnn.compression.codec import FeatureCodec
 from aecnn.compression.quantize import DType
 from aecnn.compression.wire import Packet, PacketHeader
 from aecnn.core.split import SplitMeta, SplitNetwork, load_network, save_network
+from aecnn.errors import AecnnError
 from aecnn.models import get_spec
 from aecnn.runtime import protocol as P
 from aecnn.runtime.client import Connection
@@ -425,3 +426,27 @@ def test_info_tells_a_client_everything_a_packet_must_hold(variant):
     assert v["classes"] == 5 and v["labels"] == [f"c{i}" for i in range(5)]
     assert rep["limits"]["request_timeout"] == 30.0 and rep["limits"]["max_per_peer"] == 16
     assert rep["limits"]["max_elements"] == 64 * 2**20
+
+
+def test_a_client_sends_again_on_a_connection_closed_while_quiet(variant):
+    """The server closes a connection that stays silent past its first-byte deadline; the
+    client's next request goes out once more on a fresh connection, and a fresh connection
+    that is closed before the reply is an error, not a retry loop."""
+    with Running(variant, first_byte_timeout=0.3) as run:
+        conn = Connection(run.host, run.port, timeout=5.0).connect()
+        try:
+            assert run.wait_for(lambda: run.open_connections() == 0)  # closed by the server
+            assert variant.meta.name in conn.info()
+            assert run.open_connections() == 1
+        finally:
+            conn.close()
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # accepts, then hangs up
+        def hang_up():
+            c, _ = listener.accept()
+            c.recv(1)
+            c.close()
+        t = threading.Thread(target=hang_up, daemon=True)
+        t.start()
+        with pytest.raises(AecnnError, match="closed the connection"):
+            Connection(*listener.getsockname(), timeout=5.0).call(P.Kind.INFO)
+        t.join(5)

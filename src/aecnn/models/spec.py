@@ -61,6 +61,12 @@ class SplitPoint:
         """``(C_l, H_l, W_l)`` of the split tensor for one image of that input size."""
         return (self.channels, *self.spatial(input_size))
 
+    def norm(self, model: nn.Module) -> nn.Module | None:
+        """The batch norm of the first emitter in ``model``: the norm whose statistics the
+        split tensor (before any final activation) follows, or ``None`` without emitters.
+        Decoders that rebuild the tensor start their output norm from it."""
+        return model.get_submodule(self.emitters[0][1]) if self.emitters else None
+
 
 @dataclass(frozen=True)
 class ModelSpec:

@@ -70,6 +70,10 @@ class _Refused(AecnnError):
     """Nothing listens at the address (yet)."""
 
 
+class _ClosedBeforeReply(AecnnError):
+    """The server closed the connection before the first byte of a reply."""
+
+
 class Connection:
     """A blocking TCP connection to an edge server (one request at a time).
 
@@ -77,7 +81,11 @@ class Connection:
     server's certificate checked for ``server_hostname`` (default ``host``); ``source``: the
     local address to connect from. ``timeout``: seconds for connecting and for each reply;
     ``connect_wait``: for that many seconds a refused connection is tried again (a server that
-    is still starting), every 0.25 s."""
+    is still starting), every 0.25 s.
+
+    A request on a connection that was already open (the server may have closed it while it
+    was quiet: its first-byte or idle deadline) and that is closed or reset before any byte of
+    the reply is sent once more on a new connection. Every request kind is idempotent."""
 
     def __init__(self, host: str, port: int, timeout: float = 60.0,
                  max_frame: int = P.DEFAULT_MAX_FRAME, tls: ssl.SSLContext | None = None,
@@ -129,13 +137,21 @@ class Connection:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _recv(self, n: int) -> bytes:
+    def _recv(self, n: int, first: bool = False) -> bytes:
+        """``n`` bytes; ``first``: the reply's first bytes (a close before any of them raises
+        :class:`_ClosedBeforeReply`)."""
         assert self.sock is not None
         buf = bytearray()
         while len(buf) < n:
-            chunk = self.sock.recv(min(n - len(buf), 1 << 20))
+            try:
+                chunk = self.sock.recv(min(n - len(buf), 1 << 20))
+            except ConnectionResetError:
+                if first and not buf:
+                    raise _ClosedBeforeReply("the edge server closed the connection (reset)") from None
+                raise
             if not chunk:
-                raise AecnnError("the edge server closed the connection")
+                kind = _ClosedBeforeReply if first and not buf else AecnnError
+                raise kind("the edge server closed the connection")
             buf += chunk
         return bytes(buf)
 
@@ -146,26 +162,45 @@ class Connection:
             RemoteError: the server answered with an error.
             AecnnError: the connection failed or timed out.
         """
-        if self.sock is None:
+        reused = self.sock is not None
+        if not reused:
             self.connect()
-        assert self.sock is not None
-        rid, self.next_id = self.next_id, self.next_id + 1
-        frame = P.request(kind, rid, body)
         try:
-            t0 = time.perf_counter()
-            self.sock.sendall(frame)
-            status, got, length = P.parse_header(self._recv(P.HEADER.size), P.RESPONSE,
-                                                 self.max_frame)
-            reply = P.parse_json(self._recv(length))
-            rtt = time.perf_counter() - t0
-        except (TimeoutError, OSError) as exc:
+            status, got, rid, reply, rtt = self._exchange(kind, body)
+        except _ClosedBeforeReply as exc:
             self.close()
-            raise AecnnError(f"edge server connection failed: {exc}") from None
+            if not reused:
+                raise AecnnError(str(exc)) from None
+            self.connect()  # closed while quiet: once more on a fresh connection
+            try:
+                status, got, rid, reply, rtt = self._exchange(kind, body)
+            except _ClosedBeforeReply as again:
+                self.close()
+                raise AecnnError(str(again)) from None
         if status == P.Status.ERROR:
             raise P.RemoteError(f"edge server: {reply.get('error', 'unknown error')}")
         if got != rid:
             raise P.ProtocolError(f"reply to request {got}, expected {rid}")
         return reply, rtt
+
+    def _exchange(self, kind: P.Kind, body: bytes) -> tuple:
+        """One frame out, one reply in: ``(status, reply id, request id, reply, seconds)``."""
+        assert self.sock is not None
+        rid, self.next_id = self.next_id, self.next_id + 1
+        frame = P.request(kind, rid, body)
+        t0 = time.perf_counter()
+        try:
+            try:
+                self.sock.sendall(frame)
+            except (BrokenPipeError, ConnectionResetError):
+                raise _ClosedBeforeReply("the edge server closed the connection") from None
+            status, got, length = P.parse_header(self._recv(P.HEADER.size, first=True),
+                                                 P.RESPONSE, self.max_frame)
+            reply = P.parse_json(self._recv(length))
+        except (TimeoutError, OSError) as exc:
+            self.close()
+            raise AecnnError(f"edge server connection failed: {exc}") from None
+        return status, got, rid, reply, time.perf_counter() - t0
 
     def info(self) -> dict:
         return self.call(P.Kind.INFO)[0]["variants"]

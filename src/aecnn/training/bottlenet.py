@@ -116,8 +116,9 @@ class BottleNetPipeline(Pipeline):
             enc = BottleNetEncoder(sp.channels, ratio, self.bcfg.spatial)
             dec = BottleNetDecoder(sp.channels, ratio, self.bcfg.spatial,
                                    sp.spatial(self.data.input_size), signed=sp.signed)
-        if sp.signed and sp.emitters:  # the signed decoder starts at the split's own norm
-            match_norm(dec.bn, model.get_submodule(sp.emitters[0][1]))
+        norm = sp.norm(model)
+        if sp.signed and norm is not None:  # the signed decoder starts at the split's norm
+            match_norm(dec.bn, norm)
         return SplitNetwork(BottleNetHead(Fixed(head, frozen), enc), dec, tail)
 
     def run(self) -> list[dict]:

@@ -162,7 +162,7 @@ class EntropicPipeline(Pipeline):
         prior and decoder start from a seed of their own. ``frozen_head``: the whole head
         held as deployed (the second stage)."""
         model = self.fresh_model()
-        norm = model.get_submodule(sp.emitters[0][1]) if sp.emitters else None
+        norm = sp.norm(model)
         head, tail = split_model(model, self.spec, sp)
         k = sp.channels // ratio
         with torch.random.fork_rng(devices=[]):
