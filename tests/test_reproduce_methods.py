@@ -413,5 +413,5 @@ def test_new_config_keys_are_checked():
     with pytest.raises(ConfigError, match="quant_subset: spread"):
         ReproConfig(input_codecs=("jpeg",), quant_subset="prefix")
     cfg = load_repro_config([CONFIGS / "effnet.yaml"])
-    assert cfg.entropic_rate_weights == (1e-6, 1e-5, 1e-4) and cfg.quant_images == 0
-    assert math.isclose(cfg.entropic_rate_weights[0], 1e-6)
+    assert cfg.entropic_rate_weights == (1e-5, 1e-4, 1e-3) and cfg.quant_images == 0
+    assert math.isclose(cfg.entropic_rate_weights[0], 1e-5)

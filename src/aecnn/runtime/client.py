@@ -147,7 +147,8 @@ class Connection:
                 chunk = self.sock.recv(min(n - len(buf), 1 << 20))
             except ConnectionResetError:
                 if first and not buf:
-                    raise _ClosedBeforeReply("the edge server closed the connection (reset)") from None
+                    raise _ClosedBeforeReply(
+                        "the edge server closed the connection (reset)") from None
                 raise
             if not chunk:
                 kind = _ClosedBeforeReply if first and not buf else AecnnError
