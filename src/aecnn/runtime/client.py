@@ -163,29 +163,24 @@ class Connection:
             RemoteError: the server answered with an error.
             AecnnError: the connection failed or timed out.
         """
-        reused = self.sock is not None
-        if not reused:
-            self.connect()
-        try:
-            status, got, rid, reply, rtt = self._exchange(kind, body)
-        except _ClosedBeforeReply as exc:
-            self.close()
-            if not reused:
-                raise AecnnError(str(exc)) from None
-            self.connect()  # closed while quiet: once more on a fresh connection
+        retry = self.sock is not None  # closed while quiet: once more on a fresh connection
+        while True:
+            if self.sock is None:
+                self.connect()
             try:
-                status, got, rid, reply, rtt = self._exchange(kind, body)
-            except _ClosedBeforeReply as again:
+                status, reply, rtt = self._exchange(kind, body)
+                break
+            except _ClosedBeforeReply as exc:
                 self.close()
-                raise AecnnError(str(again)) from None
+                if not retry:
+                    raise AecnnError(str(exc)) from None
+                retry = False
         if status == P.Status.ERROR:
             raise P.RemoteError(f"edge server: {reply.get('error', 'unknown error')}")
-        if got != rid:
-            raise P.ProtocolError(f"reply to request {got}, expected {rid}")
         return reply, rtt
 
-    def _exchange(self, kind: P.Kind, body: bytes) -> tuple:
-        """One frame out, one reply in: ``(status, reply id, request id, reply, seconds)``."""
+    def _exchange(self, kind: P.Kind, body: bytes) -> tuple[P.Status, dict, float]:
+        """One frame out, its reply in: ``(status, reply, seconds)``."""
         assert self.sock is not None
         rid, self.next_id = self.next_id, self.next_id + 1
         frame = P.request(kind, rid, body)
@@ -201,7 +196,9 @@ class Connection:
         except (TimeoutError, OSError) as exc:
             self.close()
             raise AecnnError(f"edge server connection failed: {exc}") from None
-        return status, got, rid, reply, time.perf_counter() - t0
+        if got != rid:
+            raise P.ProtocolError(f"reply to request {got}, expected {rid}")
+        return status, reply, time.perf_counter() - t0
 
     def info(self) -> dict:
         return self.call(P.Kind.INFO)[0]["variants"]
