@@ -323,12 +323,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
     full = load_network(args.full, args.input_size) if args.full else None
     if full is not None:
         files.setdefault(full.meta.name, args.full)
-    images = [p.read_bytes() for p in collect_images(args.images, args.test, args.data)]
     jpeg = list(dict.fromkeys(args.jpeg)) if full is not None else []
     for q in jpeg:
         if not 1 <= q <= 100:
             raise AecnnError(f"--jpeg qualities are 1..100, not {q}")
-    given = given_accuracy(args.accuracy, args.input_record, jpeg)
+    given = given_accuracy(args.accuracy, args.input_record, jpeg)  # options before data
+    images = [p.read_bytes() for p in collect_images(args.images, args.test, args.data)]
     photos = None
     if args.accuracy_images:
         from aecnn.data.collect import labelled_test_images
