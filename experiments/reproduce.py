@@ -111,6 +111,9 @@ class ReproConfig:
                                      # fitted on, per integer grid (0: no prior coder)
     prior_model: str = "lattice"     # those priors' context model: lattice or raster
     measure_device: str = "cpu"      # where measurement runs the networks ("auto": a GPU if
+    measure_shard: str = ""          # "K/N": measure only the K-th of N shares of the networks
+                                     # (N processes, one per share, side by side; needs
+                                     # train: false), then stop without tabulating
                                      # there is one); coding is always timed on the CPU
     measure_out: str = "runs/reproduce/cpu"
     results: str = "results/reproduction/cpu"
@@ -151,12 +154,33 @@ class ReproConfig:
                               f"{', '.join(PRIOR_MODELS)}")
         if stray := sorted(set(self.recorded_seeds) - set(self.seeds)):
             raise ConfigError(f"recorded_seeds: {stray} are not in seeds {list(self.seeds)}")
+        if self.measure_shard:
+            self.shard()  # checks it
+            if self.train:
+                raise ConfigError("measure_shard: shards only measure; set train: false (two "
+                                  "processes must not train the same runs)")
         if self.measure_device != "auto":
             try:
                 torch.device(self.measure_device)
             except RuntimeError:
                 raise ConfigError(f"measure_device: {self.measure_device!r} is not a torch "
                                   "device (auto, cpu, cuda, cuda:1, ...)") from None
+
+    def shard(self) -> tuple[int, int] | None:
+        """``(K, N)`` of ``measure_shard`` (None: measure everything in this process)."""
+        from aecnn.errors import ConfigError
+
+        if not self.measure_shard:
+            return None
+        k, _, n = self.measure_shard.partition("/")
+        try:
+            kn = int(k), int(n)
+        except ValueError:
+            kn = (-1, 0)
+        if not 0 <= kn[0] < kn[1]:
+            raise ConfigError(f"measure_shard: {self.measure_shard!r} is not K/N with "
+                              "0 <= K < N (e.g. 0/2 and 1/2 for two processes)")
+        return kn
 
 
 def _fmt(template: str, seed: int, rate_weight: float | None = None) -> str:
@@ -688,8 +712,15 @@ def measure_all(cfg: ReproConfig, seed: int, runs: dict, progress: bool) -> list
     data = MeasureData.of(cfg, runs["baseline"])
     out = Path(cfg.measure_out) / f"seed{seed}"
     stages = scale_stages(cfg, runs)
+    first = stages[0].point if stages else None  # where the baseline is cut
+    shard = cfg.shard()
+    if shard is not None:  # this process's share, by position among all the stages
+        stages = [s for i, s in enumerate(stages) if i % shard[1] == shard[0]]
     recs = [measure_network(cfg, seed, stage, data, progress)
             for stage in tqdm(stages, desc=f"measure seed {seed}", disable=not progress)]
+    if shard is not None:  # shard 0 measures the baseline; the unsharded run tabulates
+        return recs + ([measure_baseline_record(cfg, seed, runs, data, first, progress)]
+                       if shard[0] == 0 else [])
     seen = {stage.record_name for stage in stages}
     cells = ScaleCells.of(cfg)
     for f in sorted(out.glob("*.json")):
@@ -697,20 +728,27 @@ def measure_all(cfg: ReproConfig, seed: int, runs: dict, progress: bool) -> list
             rec = json.loads(f.read_text())
             if cells.holds_record(rec):
                 recs.append(rec)
-    point = next((r["point"] for r in recs), "stem")
+    point = next((r["point"] for r in recs), None)
+    recs.append(measure_baseline_record(cfg, seed, runs, data, point, progress))
+    return recs
 
-    def measure_baseline(quants):  # the uncompressed model cut at the first point: the "1x"
-        return {**measure_stage(runs["baseline"] / "best.pt", data.test, cfg, progress, point,
-                                quants=quants, train=data.train, val=data.val),
+
+def measure_baseline_record(cfg: ReproConfig, seed: int, runs: dict, data: MeasureData,
+                            point: str | None, progress: bool) -> dict:
+    """The uncompressed model cut at ``point`` (the first measured network's; None: the
+    stem), the "1x" of one seed: its record ``baseline.json``, measured or reused."""
+    def measure_baseline(quants):
+        return {**measure_stage(runs["baseline"] / "best.pt", data.test, cfg, progress,
+                                point or "stem", quants=quants, train=data.train,
+                                val=data.val),
                 "method": "baseline", "seed": seed}
 
     n = len(data.test)
-    recs.append(_measured(out / "baseline.json", quant_names(cfg), measure_baseline,
-                          data.subset(cfg), n, prior_images=cfg.prior_images,
-                          prior_model=cfg.prior_model,
-                          val=len(data.val) if data.val is not None else None,
-                          codec=codec_label(cfg, len(codec_positions(n, cfg)))))
-    return recs
+    return _measured(Path(cfg.measure_out) / f"seed{seed}" / "baseline.json",
+                     quant_names(cfg), measure_baseline, data.subset(cfg), n,
+                     prior_images=cfg.prior_images, prior_model=cfg.prior_model,
+                     val=len(data.val) if data.val is not None else None,
+                     codec=codec_label(cfg, len(codec_positions(n, cfg))))
 
 
 def recorded_seed(cfg: ReproConfig, seed: int, base_run: Path | None
@@ -760,6 +798,24 @@ def check_same_images(recs: list[dict]) -> None:
                           "measure them again with one quant_images and quant_subset")
 
 
+def measure_shard(cfg: ReproConfig, progress: bool = True) -> dict:
+    """``measure_shard: K/N``: measure this process's share of every seed's networks (the
+    K-th of each N in the order of :func:`scale_stages`; shard 0 also the baseline) into the
+    measure folder, and nothing else: the same command without ``measure_shard`` reuses the
+    records and tabulates them. Returns ``{"kind": "reproduce-shard", ...}``."""
+    k, n = cfg.shard()
+    done = []
+    for seed in cfg.seeds:
+        if seed in cfg.recorded_seeds:
+            continue
+        runs = train_all(cfg, seed, progress)
+        if (runs["baseline"] / "result.json").exists():
+            done += [f"seed{seed}/{r['method']}-{r['point']}-x{r['ratio']}"
+                     for r in measure_all(cfg, seed, runs, progress)]
+    return {"kind": "reproduce-shard", "shard": f"{k}/{n}", "measured": done,
+            "measure_out": cfg.measure_out}
+
+
 def reproduce_table1(cfg: ReproConfig, progress: bool = True) -> dict:
     """Train or reuse, measure, and write ``table1.md``/``table1.json`` and the figure; with
     ``input_codecs`` also the input-compression references, and with ``measure_val`` the
@@ -769,6 +825,8 @@ def reproduce_table1(cfg: ReproConfig, progress: bool = True) -> dict:
     from experiments.table1_repro import summarize
 
     all_recs, baselines = [], []
+    if cfg.shard() is not None:
+        return measure_shard(cfg, progress)
     for seed in cfg.seeds:
         if seed in cfg.recorded_seeds:
             recs, base = recorded_seed(cfg, seed, None)
@@ -906,7 +964,12 @@ def run(args) -> int:
     if args.what == "table1":
         from experiments.table1_repro import render_reproduction
 
-        print(render_reproduction(reproduce_table1(cfg, not args.no_progress)))
+        summary = reproduce_table1(cfg, not args.no_progress)
+        if summary["kind"] == "reproduce-shard":
+            print(f"shard {summary['shard']}: {len(summary['measured'])} records in "
+                  f"{summary['measure_out']}; run without measure_shard to tabulate them")
+            return 0
+        print(render_reproduction(summary))
         return 0
     seed = cfg.seeds[0]
     argv = ["fig4", "--config", cfg.aecnn_config, "--point", args.point,

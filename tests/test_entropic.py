@@ -83,6 +83,33 @@ def test_bottleneck_round_trip_is_bit_exact_through_the_wire():
                        eb(far)[0][0])
 
 
+def test_a_channel_of_one_symbol_is_certain_and_not_coded():
+    """A channel whose grid holds one symbol (a latent channel the rate term switched off)
+    costs no bits: it is not in the stream, and the decoder fills it with that symbol."""
+    freqs = np.zeros((3, 256), np.int64)
+    freqs[0, 0] = freqs[2, 0] = 65536
+    freqs[1, :3] = [65534, 1, 1]
+    tables = FactorizedTables(np.array([-1.0, 0.0, 2.0]), np.array([1, 3, 1]), freqs)
+    x = torch.zeros(3, 4, 4)
+    x[0], x[1, 0, 0], x[1, 2, 3], x[2] = 5.0, 2.0, 1.0, -7.0  # channels 0, 2 saturate
+    packet, _ = FactorizedCodec(tables).encode(x[None])
+    back = decode_packet(Packet.from_bytes(packet.to_bytes()), tables)
+    want = torch.zeros(3, 4, 4)
+    want[0], want[1, 0, 0], want[1, 2, 3], want[2] = -1.0, 2.0, 1.0, 2.0
+    assert torch.equal(back, want)
+    only = np.zeros((1, 256), np.int64)
+    only[0, :3] = freqs[1, :3]
+    alone = FactorizedTables(np.array([0.0]), np.array([3]), only)
+    # the stream is channel 1's alone (the fingerprints differ)
+    assert tables.encode(tables.symbols(x.numpy()))[2:] == alone.encode(
+        alone.symbols(x[1:2].numpy()))[2:]
+    certain = np.zeros((2, 256), np.int64)
+    certain[:, 0] = 65536
+    none = FactorizedTables(np.zeros(2), np.ones(2), certain)
+    assert len(none.encode(np.zeros((2, 4, 4), np.uint8))) == 2  # the fingerprint alone
+    assert (none.decode(none.encode(np.zeros((2, 4, 4), np.uint8)), (2, 4, 4)) == 0).all()
+
+
 def test_rate_estimate_matches_the_payload():
     eb, data = _trained_bottleneck()
     eb.update()

@@ -184,6 +184,33 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch, capsys):
     assert narrow_table["prior"] == {"images": 4, "model": "raster"}
     assert main([*narrow, "--set", "prior_model=pixelcnn"]) == 2
     assert "prior_model: 'pixelcnn'" in capsys.readouterr().err
+    # measure_shard: two processes' shares make the missing records, disjointly (shard 0
+    # the baseline too), tabulate nothing; the unsharded run then measures nothing
+    raster = [*narrow, "--set", "prior_images=4", "--set", "prior_model=raster"]
+    gone = [runs / "measure" / "seed0" / f for f in (
+        "aecnn-stem-x4.json", "ca_pruned-layer1.0-x4.json", "bottlenet++-stem-x4.json",
+        "baseline.json")]
+    kept = {p: json.loads(p.read_text()) for p in gone}
+    for p in gone:
+        p.unlink()
+    table_time = (tmp_path / "narrow" / "table1.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main([*raster, "--set", "measure_shard=1/2"]) == 0
+    assert "shard 1/2:" in capsys.readouterr().out
+    made_by_1 = {p for p in gone if p.exists()}
+    assert runs / "measure" / "seed0" / "baseline.json" not in made_by_1
+    assert main([*raster, "--set", "measure_shard=0/2"]) == 0
+    assert all(p.exists() for p in gone)
+    for p, rec in kept.items():
+        assert json.loads(p.read_text())["accuracy"] == rec["accuracy"], p.name
+    assert (tmp_path / "narrow" / "table1.json").stat().st_mtime_ns == table_time
+    before = {p: p.stat().st_mtime_ns for p in runs.rglob("*.json")}
+    assert main(raster) == 0
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob("*.json")} == before
+    assert main([*raster, "--set", "measure_shard=2/2"]) == 2
+    assert "measure_shard: '2/2' is not K/N" in capsys.readouterr().err
+    assert main([*raster, "--set", "measure_shard=0/2", "--set", "train=true"]) == 2
+    assert "set train: false" in capsys.readouterr().err
 
     # Fig. 4 of the same scale from the seed-0 run
     assert main(["fig4", "--scale", "smoke", "--no-progress", *sum(

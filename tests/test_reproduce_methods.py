@@ -415,3 +415,31 @@ def test_new_config_keys_are_checked():
     cfg = load_repro_config([CONFIGS / "effnet.yaml"])
     assert cfg.entropic_rate_weights == (1e-5, 1e-4, 1e-3) and cfg.quant_images == 0
     assert math.isclose(cfg.entropic_rate_weights[0], 1e-5)
+
+
+def test_export_kinds_sort_every_stage_of_a_run(tmp_path):
+    """``aecnn export RUN --out-dir --kinds``: ``qat`` is every quantisation-aware stage
+    (AECNN's and BottleNet++'s), ``bottlenet`` BottleNet++ in float32, a module stage only
+    where its fine-tuned stage is missing, and an FR shape other than ``aecnn-xV`` never."""
+    from aecnn.training.export import ALL_RUN_KINDS, _run_stages
+
+    stages = {"pruned-x4": {"ratio": 4}, "aecnn-x4": {"ratio": 4},
+              "aecnn-x4-3x3": {"ratio": 4, "stage": "aecnn-x4"},
+              "aecnn-q2p90-x4": {"ratio": 4, "qat_bits": 2},
+              "bottlenet-module-x4": {"ratio": 4}, "bottlenet-x4": {"ratio": 4},
+              "bottlenet-q2-x4": {"ratio": 4, "qat_bits": 2},
+              "entropic-module-x8": {"ratio": 8}, "ca": {}}
+    for name, rec in stages.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "result.json").write_text(json.dumps({"stage": name, **rec}))
+    (tmp_path / "bottlenet-x8").mkdir()  # unfinished: no result.json
+
+    def kinds(*k):
+        return sorted((kind, f.name) for kind, f in _run_stages(tmp_path, k))
+
+    assert kinds("qat") == [("qat", "aecnn-q2p90-x4"), ("qat", "bottlenet-q2-x4")]
+    assert kinds("bottlenet") == [("bottlenet", "bottlenet-x4")]
+    assert kinds(*ALL_RUN_KINDS) == [
+        ("aecnn", "aecnn-x4"), ("bottlenet", "bottlenet-x4"),
+        ("entropic", "entropic-module-x8"), ("pruned", "pruned-x4"),
+        ("qat", "aecnn-q2p90-x4"), ("qat", "bottlenet-q2-x4")]

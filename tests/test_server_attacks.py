@@ -428,6 +428,24 @@ def test_info_tells_a_client_everything_a_packet_must_hold(variant):
     assert rep["limits"]["max_elements"] == 64 * 2**20
 
 
+def test_a_client_sends_again_on_a_connection_evicted_while_quiet(variant):
+    """With one slot, a second device evicts the first, quiet connection; the server told it
+    why in an ERROR frame answering its last request. The first device's next request reads
+    that frame, knows the connection is gone, and goes out once more on a new one."""
+    with Running(variant, max_connections=1, max_per_peer=0, first_byte_timeout=30) as run:
+        first = Connection(run.host, run.port, timeout=5.0).connect()
+        second = Connection(run.host, run.port, timeout=5.0)
+        try:
+            assert variant.meta.name in first.info()
+            assert variant.meta.name in second.info()  # takes the slot: first is evicted
+            assert run.server.admission.evictions == 1
+            assert variant.meta.name in first.info()  # the stale ERROR, then a new slot
+            assert run.server.admission.evictions == 2
+        finally:
+            first.close()
+            second.close()
+
+
 def test_a_client_sends_again_on_a_connection_closed_while_quiet(variant):
     """The server closes a connection that stays silent past its first-byte deadline; the
     client's next request goes out once more on a fresh connection, and a fresh connection

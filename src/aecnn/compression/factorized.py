@@ -87,10 +87,11 @@ class FactorizedTables:
         return f"{self.fingerprint:04x}"
 
     def models(self) -> list:
-        """One constriction categorical per channel (built on first use)."""
+        """One constriction categorical per channel (built on first use); None for a
+        channel of one symbol, which is certain and not coded."""
         if self._models is None:
             self._models = [constriction.stream.model.Categorical(
-                row[:n].astype(np.float64) / TOTAL, perfect=False)
+                row[:n].astype(np.float64) / TOTAL, perfect=False) if n > 1 else None
                 for row, n in zip(self.freqs, self.lengths, strict=True)]
         return self._models
 
@@ -126,7 +127,8 @@ class FactorizedTables:
         coder = constriction.stream.stack.AnsCoder()
         models = self.models()
         for c in reversed(range(self.channels)):
-            coder.encode_reverse(symbols[c].ravel().astype(np.int32), models[c])
+            if models[c] is not None:  # a one-symbol channel is certain: nothing to send
+                coder.encode_reverse(symbols[c].ravel().astype(np.int32), models[c])
         return (struct.pack("<H", self.fingerprint)
                 + coder.get_compressed().astype("<u4").tobytes())
 
@@ -153,7 +155,8 @@ class FactorizedTables:
         try:
             coder = constriction.stream.stack.AnsCoder(np.frombuffer(rest, "<u4")
                                                        .astype(np.uint32))
-            out = np.stack([coder.decode(m, n) for m in self.models()]).astype(np.uint8)
+            out = np.stack([coder.decode(m, n) if m is not None else np.zeros(n, np.int32)
+                            for m in self.models()]).astype(np.uint8)
         except Exception as exc:  # constriction reports corrupt streams as generic errors
             raise PayloadError(f"factorized payload does not decode: {exc}") from None
         return out.reshape(shape)

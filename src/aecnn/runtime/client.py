@@ -71,7 +71,8 @@ class _Refused(AecnnError):
 
 
 class _ClosedBeforeReply(AecnnError):
-    """The server closed the connection before the first byte of a reply."""
+    """The server closed the connection before the first byte of a reply, or evicted it
+    (an ERROR frame answering an older request, then the close)."""
 
 
 class Connection:
@@ -197,6 +198,9 @@ class Connection:
             self.close()
             raise AecnnError(f"edge server connection failed: {exc}") from None
         if got != rid:
+            if status == P.Status.ERROR:  # an older frame's: the server evicted the
+                raise _ClosedBeforeReply(  # connection while it was quiet, then closed it
+                    f"the edge server closed the connection: {reply.get('error', '')}")
             raise P.ProtocolError(f"reply to request {got}, expected {rid}")
         return status, reply, time.perf_counter() - t0
 

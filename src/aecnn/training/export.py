@@ -196,9 +196,10 @@ def export_from(source: str | Path, out: str | Path, point: str | None = None,
     return var
 
 
-#: What ``export_run`` exports by default: AECNN (the FR shape validation chose), its
-#: quantisation-aware stages, BottleNet++ and the learned bottleneck (the fine-tuned stage
-#: when there is one), and the uncut baseline (V = 1). ``pruned`` (CA_Pruned) on request.
+#: What ``export_run`` exports by default: AECNN (the FR shape validation chose), the
+#: quantisation-aware stages (``qat``: AECNN's and BottleNet++'s), BottleNet++ and the
+#: learned bottleneck (the fine-tuned stage when there is one), and the uncut baseline
+#: (V = 1). ``pruned`` (CA_Pruned) on request.
 RUN_KINDS = ("aecnn", "qat", "bottlenet", "entropic", "uncut")
 ALL_RUN_KINDS = (*RUN_KINDS, "pruned")
 
@@ -227,7 +228,7 @@ def _run_stages(point: Path, kinds: tuple[str, ...]) -> list[tuple[str, Path]]:
                 continue
             kind = method
         elif stage.startswith(("bottlenet-", "entropic-")):
-            kind = stage.split("-")[0]
+            kind = "qat" if rec.get("qat_bits") else stage.split("-")[0]
         else:
             continue
         if kind in kinds:
