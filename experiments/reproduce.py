@@ -931,7 +931,7 @@ def build_parser():
     p.add_argument("what", choices=("table1", "fig4"))
     p.add_argument("--scale", default="smoke",
                    help="experiments/configs/<scale>.yaml when no --config is given "
-                        "(smoke, cpu, paper, gpu128)")
+                        "(smoke, cpu, effnet, paper, gpu128)")
     p.add_argument("--config", dest="configs", action="append", default=[], metavar="YAML",
                    help="a scale's base, then overlays (repeatable; later files win)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -1,9 +1,9 @@
 """The wire format: a frozen header plus payload bytes, with a CRC32 over both.
 
-Byte layout (little-endian), version 1 — documented byte by byte in ``docs/wire-format.md``::
+Byte layout (little-endian), version 2 — documented byte by byte in ``docs/wire-format.md``::
 
     magic        4   b"AECN"
-    version      u8  1
+    version      u8  2
     dtype        u8  0 float32, 1 float16, 2 unsigned integer
     bits         u8  1..8 for dtype 2, else 0
     coder        u8  0 none, 1 zstd, 2 memoryless, 3 per-channel, 4 context, 5 prior,
