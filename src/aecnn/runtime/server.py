@@ -562,15 +562,15 @@ async def serve(variants: dict[str, SplitNetwork], cfg: ServerConfig,
     import signal
 
     server = EdgeServer(variants, cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before the "listening" line a supervisor
+        loop.add_signal_handler(sig, stop.set)   # may answer with a signal at once
     host, port = await server.start()
     extra = f", metrics on {cfg.metrics_host}:{server.metrics.port}" if server.metrics.on else ""
     plural = "s" if len(variants) != 1 else ""
     print(f"aecnn serve: listening on {host}:{port} ({len(variants)} variant{plural} on "
           f"{server.device}{', TLS' if cfg.tls else ''}{extra})", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     if ready is not None:
         ready.set()
     await stop.wait()
