@@ -800,18 +800,27 @@ def check_same_images(recs: list[dict]) -> None:
 
 def measure_shard(cfg: ReproConfig, progress: bool = True) -> dict:
     """``measure_shard: K/N``: measure this process's share of every seed's networks (the
-    K-th of each N in the order of :func:`scale_stages`; shard 0 also the baseline) into the
+    K-th of each N in the order of :func:`scale_stages`; shard 0 also the baseline and the
+    input-compression references) into the
     measure folder, and nothing else: the same command without ``measure_shard`` reuses the
     records and tabulates them. Returns ``{"kind": "reproduce-shard", ...}``."""
+    from experiments.input_refs import input_references
+
     k, n = cfg.shard()
-    done = []
+    done, images = [], None
     for seed in cfg.seeds:
         if seed in cfg.recorded_seeds:
             continue
         runs = train_all(cfg, seed, progress)
         if (runs["baseline"] / "result.json").exists():
-            done += [f"seed{seed}/{r['method']}-{r['point']}-x{r['ratio']}"
-                     for r in measure_all(cfg, seed, runs, progress)]
+            recs = measure_all(cfg, seed, runs, progress)
+            done += [f"seed{seed}/{r['method']}-{r['point']}-x{r['ratio']}" for r in recs]
+            if seed == cfg.seeds[0]:
+                images = next((r["n_quant_images"] for r in recs
+                               if r["method"] == "baseline"), None)
+    if k == 0 and cfg.input_codecs and images is not None:  # the scale's one record of them
+        input_references(cfg, Path(_fmt(cfg.baseline_out, cfg.seeds[0])), images, progress)
+        done.append("input")
     return {"kind": "reproduce-shard", "shard": f"{k}/{n}", "measured": done,
             "measure_out": cfg.measure_out}
 

@@ -189,7 +189,7 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch, capsys):
     raster = [*narrow, "--set", "prior_images=4", "--set", "prior_model=raster"]
     gone = [runs / "measure" / "seed0" / f for f in (
         "aecnn-stem-x4.json", "ca_pruned-layer1.0-x4.json", "bottlenet++-stem-x4.json",
-        "baseline.json")]
+        "baseline.json")] + [runs / "measure" / "input.json"]
     kept = {p: json.loads(p.read_text()) for p in gone}
     for p in gone:
         p.unlink()
@@ -198,11 +198,12 @@ def test_reproduce_table1_smoke(caltech_root, tmp_path, monkeypatch, capsys):
     assert main([*raster, "--set", "measure_shard=1/2"]) == 0
     assert "shard 1/2:" in capsys.readouterr().out
     made_by_1 = {p for p in gone if p.exists()}
-    assert runs / "measure" / "seed0" / "baseline.json" not in made_by_1
+    assert not made_by_1 & {gone[-2], gone[-1]}  # the baseline and the photos: shard 0's
     assert main([*raster, "--set", "measure_shard=0/2"]) == 0
     assert all(p.exists() for p in gone)
     for p, rec in kept.items():
-        assert json.loads(p.read_text())["accuracy"] == rec["accuracy"], p.name
+        key = "rows" if p.name == "input.json" else "accuracy"
+        assert json.loads(p.read_text())[key] == rec[key], p.name
     assert (tmp_path / "narrow" / "table1.json").stat().st_mtime_ns == table_time
     before = {p: p.stat().st_mtime_ns for p in runs.rglob("*.json")}
     assert main(raster) == 0
