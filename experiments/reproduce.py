@@ -111,10 +111,10 @@ class ReproConfig:
                                      # fitted on, per integer grid (0: no prior coder)
     prior_model: str = "lattice"     # those priors' context model: lattice or raster
     measure_device: str = "cpu"      # where measurement runs the networks ("auto": a GPU if
+                                     # there is one); coding is always timed on the CPU
     measure_shard: str = ""          # "K/N": measure only the K-th of N shares of the networks
                                      # (N processes, one per share, side by side; needs
                                      # train: false), then stop without tabulating
-                                     # there is one); coding is always timed on the CPU
     measure_out: str = "runs/reproduce/cpu"
     results: str = "results/reproduction/cpu"
     scale: str = "cpu"
@@ -801,9 +801,9 @@ def check_same_images(recs: list[dict]) -> None:
 def measure_shard(cfg: ReproConfig, progress: bool = True) -> dict:
     """``measure_shard: K/N``: measure this process's share of every seed's networks (the
     K-th of each N in the order of :func:`scale_stages`; shard 0 also the baseline and the
-    input-compression references) into the
-    measure folder, and nothing else: the same command without ``measure_shard`` reuses the
-    records and tabulates them. Returns ``{"kind": "reproduce-shard", ...}``."""
+    input-compression references) into the measure folder, and nothing else: the same
+    command without ``measure_shard`` reuses the records and tabulates them. Returns
+    ``{"kind": "reproduce-shard", ...}``."""
     from experiments.input_refs import input_references
 
     k, n = cfg.shard()
