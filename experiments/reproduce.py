@@ -804,25 +804,30 @@ def measure_shard(cfg: ReproConfig, progress: bool = True) -> dict:
     input-compression references) into the measure folder, and nothing else: the same
     command without ``measure_shard`` reuses the records and tabulates them. Returns
     ``{"kind": "reproduce-shard", ...}``."""
-    from experiments.input_refs import input_references
-
     k, n = cfg.shard()
-    done, images = [], None
+    done, recs = [], []
     for seed in cfg.seeds:
         if seed in cfg.recorded_seeds:
             continue
         runs = train_all(cfg, seed, progress)
         if (runs["baseline"] / "result.json").exists():
-            recs = measure_all(cfg, seed, runs, progress)
-            done += [f"seed{seed}/{r['method']}-{r['point']}-x{r['ratio']}" for r in recs]
-            if seed == cfg.seeds[0]:
-                images = next((r["n_quant_images"] for r in recs
-                               if r["method"] == "baseline"), None)
-    if k == 0 and cfg.input_codecs and images is not None:  # the scale's one record of them
-        input_references(cfg, Path(_fmt(cfg.baseline_out, cfg.seeds[0])), images, progress)
+            recs += measure_all(cfg, seed, runs, progress)
+    done = [f"seed{r['seed']}/{r['method']}-{r['point']}-x{r['ratio']}" for r in recs]
+    if k == 0 and cfg.input_codecs and any(r["method"] == "baseline" for r in recs):
+        scale_input_references(cfg, recs, progress)
         done.append("input")
     return {"kind": "reproduce-shard", "shard": f"{k}/{n}", "measured": done,
             "measure_out": cfg.measure_out}
+
+
+def scale_input_references(cfg: ReproConfig, recs: list[dict], progress: bool) -> dict:
+    """The scale's one input-compression record (:func:`experiments.input_refs.
+    input_references`): the first seed's baseline, on as many test images as ``recs``'s
+    baseline record."""
+    from experiments.input_refs import input_references
+
+    images = next(r["n_quant_images"] for r in recs if r["method"] == "baseline")
+    return input_references(cfg, Path(_fmt(cfg.baseline_out, cfg.seeds[0])), images, progress)
 
 
 def reproduce_table1(cfg: ReproConfig, progress: bool = True) -> dict:
@@ -830,7 +835,7 @@ def reproduce_table1(cfg: ReproConfig, progress: bool = True) -> dict:
     ``input_codecs`` also the input-compression references, and with ``measure_val`` the
     headline points chosen on validation (trained again for ``headline_seeds``)."""
     from experiments.headline_seeds import run_headline
-    from experiments.input_refs import input_references, summarize_inputs
+    from experiments.input_refs import summarize_inputs
     from experiments.table1_repro import summarize
 
     all_recs, baselines = [], []
@@ -853,9 +858,7 @@ def reproduce_table1(cfg: ReproConfig, progress: bool = True) -> dict:
     check_same_images(all_recs)
     refs = None
     if cfg.input_codecs:  # one record per scale: the first seed's baseline, the same images
-        images = next(r["n_quant_images"] for r in all_recs if r["method"] == "baseline")
-        refs = summarize_inputs(input_references(
-            cfg, Path(_fmt(cfg.baseline_out, cfg.seeds[0])), images, progress))
+        refs = summarize_inputs(scale_input_references(cfg, all_recs, progress))
     summary = summarize(all_recs, baselines, cfg, refs)
     if cfg.measure_val and (chosen := run_headline(cfg, all_recs, progress)):
         summary["headline_seeds"] = chosen

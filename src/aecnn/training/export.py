@@ -215,20 +215,19 @@ def _run_stages(point: Path, kinds: tuple[str, ...]) -> list[tuple[str, Path]]:
         stage = str(rec.get("stage", name))
         if stage.startswith("pruned-"):
             kind = "pruned"
+        elif rec.get("qat_bits") and stage.startswith(("aecnn-", "bottlenet-")):
+            kind = "qat"  # a quantisation-aware stage, AECNN's or BottleNet++'s
         elif stage.startswith("aecnn-"):
-            if rec.get("qat_bits"):
-                kind = "qat"
-            elif name != f"aecnn-x{rec.get('ratio')}":  # another FR shape of aecnn-xV,
-                continue                                 # weighed when that is exported
-            else:
-                kind = "aecnn"
+            if name != f"aecnn-x{rec.get('ratio')}":  # another FR shape of aecnn-xV,
+                continue                               # weighed when that is exported
+            kind = "aecnn"
         elif stage.startswith(("bottlenet-module-", "entropic-module-")):
             method = stage.split("-module-")[0]
             if f"{method}-x{rec.get('ratio')}" in done:  # the fine-tuned stage stands for it
                 continue
             kind = method
         elif stage.startswith(("bottlenet-", "entropic-")):
-            kind = "qat" if rec.get("qat_bits") else stage.split("-")[0]
+            kind = stage.split("-")[0]
         else:
             continue
         if kind in kinds:
